@@ -1,0 +1,130 @@
+"""Every error the proxy reports, as one tree.
+
+::
+
+    ProxyError                    an OpenAI-shaped error with an HTTP status
+    ├── BadRequest                400 invalid_request_error: the client's body is wrong
+    ├── NotFound                  404 the model names no known provider, policy or alias
+    ├── PayloadTooLarge           413 the request body is over the configured size
+    ├── MissingKey                401 the provider needs a key that is not configured
+    ├── UpstreamError             the provider answered with an error status (same status)
+    ├── UpstreamUnavailable       502 connect error, reset before the response
+    ├── UpstreamTimeout           504 no response or no first byte in time
+    └── StreamError               the stream failed after it started (truncated,
+                                  malformed, a provider error event, idle timeout)
+
+A ``ProxyError`` renders itself two ways: ``body()`` for an HTTP error response before
+the stream, ``frame()`` for one ``data: {"error": ...}`` frame after it. The message of an
+error never contains a provider key: keys are only ever placed in upstream request headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "BadRequest",
+    "MissingKey",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProxyError",
+    "StreamError",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
+
+
+class ProxyError(Exception):
+    """Base of all errors the proxy reports to a client."""
+
+    status: int = 500
+    type: str = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.param = param
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        """True when another attempt (same model later, or another model) may succeed."""
+        return self.status in (408, 409, 429) or self.status >= 500
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        }
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.as_dict())
+
+    def frame(self) -> bytes:
+        return b"data: " + orjson.dumps(self.as_dict()) + b"\n\n"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.message!r})"
+
+
+class BadRequest(ProxyError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class MissingKey(ProxyError):
+    status = 401
+    type = "authentication_error"
+
+
+class UpstreamError(ProxyError):
+    """The provider answered with an error status; ``status`` is the provider's."""
+
+
+class UpstreamUnavailable(ProxyError):
+    status = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    type = "timeout_error"
+
+
+class StreamError(ProxyError):
+    """The upstream stream failed after it began.
+
+    ``output`` holds the OpenAI frames a translator had already produced from the same input
+    before it met the failure: the relay writes them first, then this error's frame.
+    """
+
+    status = 502
+    type = "upstream_error"
+
+    def __init__(self, message: str, *, output: bytes = b"", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.output = output

@@ -1,0 +1,44 @@
+"""Helpers shared by the tests: feeding a sans-IO translator its input every way."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from proxy.providers.base import StreamContext, StreamTranslator
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# The context every golden test uses, so expected outputs are byte-exact.
+CTX = StreamContext(id="chatcmpl-test", created=1700000000, model="test-model", call_id_prefix="test")
+
+
+def splits(data: bytes, seed: int = 0) -> Iterator[tuple[str, list[bytes]]]:
+    """The same input cut three ways: whole, byte by byte, and at random points (a few seeds)."""
+    yield "whole", [data]
+    yield "bytewise", [data[i : i + 1] for i in range(len(data))]
+    for s in range(seed, seed + 5):
+        rng = random.Random(s)
+        parts, i = [], 0
+        while i < len(data):
+            n = rng.randint(1, 64)
+            parts.append(data[i : i + n])
+            i += n
+        yield f"random{s}", parts
+
+
+def run_translator(translator: StreamTranslator, parts: list[bytes]) -> bytes:
+    """Feed every part, then finish; return all output (errors propagate)."""
+    out = [translator.feed(p) for p in parts]
+    out.append(translator.finish())
+    return b"".join(out)
+
+
+def assert_same_every_split(make: Callable[[], StreamTranslator], data: bytes) -> bytes:
+    """Run ``data`` through fresh translators cut every way; all outputs must be identical."""
+    results = {name: run_translator(make(), parts) for name, parts in splits(data)}
+    whole = results["whole"]
+    for name, out in results.items():
+        assert out == whole, f"output differs when the input is fed {name}"
+    return whole
