@@ -33,13 +33,13 @@ class ProviderConfig:
     base_url: str = ""
     api_key_envs: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = field(default=(), repr=False)
-    headers: Mapping[str, str] = EMPTY
+    headers: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     connect_timeout_s: float = 10.0
     first_byte_timeout_s: float = 600.0
     idle_timeout_s: float = 120.0
     needs_key: bool = True
     models: tuple[str, ...] = ()
-    options: Mapping[str, Any] = EMPTY
+    options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
     @property
     def api_key(self) -> str | None:
@@ -66,9 +66,9 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
-    providers: Mapping[str, ProviderConfig] = EMPTY
-    policies: Mapping[str, Mapping[str, Any]] = EMPTY
-    aliases: Mapping[str, str] = EMPTY
+    providers: Mapping[str, ProviderConfig] = field(default_factory=lambda: EMPTY)
+    policies: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: EMPTY)
+    aliases: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     source: str = "<built-in defaults>"
 
 
