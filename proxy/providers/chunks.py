@@ -79,13 +79,21 @@ class ChunkWriter:
     def refusal(self, text: str) -> bytes:
         return self.delta({"refusal": text})
 
-    def tool_call_start(self, call_id: str, name: str, arguments: str = "") -> tuple[int, bytes]:
-        """Open a new tool call; return its index and the frame announcing it."""
+    def tool_call_start(
+        self, call_id: str, name: str, arguments: str = "", extra: JSONBody | None = None
+    ) -> tuple[int, bytes]:
+        """Open a new tool call; return its index and the frame announcing it.
+
+        ``extra`` adds provider fields to the call object (e.g. Gemini's thought signature
+        under ``extra_content``) so that a client can send them back on its next turn.
+        """
         index = self.tool_calls
         self.tool_calls += 1
         if self._ctx.legacy_functions:
             return index, self.delta({"function_call": {"name": name, "arguments": arguments}})
         call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        if extra:
+            call.update(extra)
         return index, self.delta({"tool_calls": [call]})
 
     def tool_call_arguments(self, index: int, fragment: str) -> bytes:
