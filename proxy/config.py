@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "ProviderConfig", "ServerConfig", "load", "PRESETS"]
+__all__ = ["PRESETS", "Config", "ConfigError", "ProviderConfig", "ServerConfig", "load"]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -60,6 +60,7 @@ class ProxyError(Exception):
             self.type = type
         self.param = param
         self.code = code
+        self.retry_after: float | None = None  # seconds, from the provider's Retry-After header
 
     @property
     def retryable(self) -> bool:
@@ -67,9 +68,7 @@ class ProxyError(Exception):
         return self.status in (408, 409, 429) or self.status >= 500
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        }
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def body(self) -> bytes:
         return orjson.dumps(self.as_dict())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Event", "IncompleteEvent", "SSEDecoder", "SSEError", "EventTooLarge"]
+__all__ = ["Event", "EventTooLarge", "IncompleteEvent", "SSEDecoder", "SSEError"]
 
 _BOM = b"\xef\xbb\xbf"
 

@@ -14,14 +14,14 @@ status.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError
 
-__all__ = ["Adapter", "StreamContext", "StreamTranslator", "UpstreamRequest", "JSONBody"]
+__all__ = ["Adapter", "JSONBody", "StreamContext", "StreamTranslator", "UpstreamRequest"]
 
 JSONBody = dict[str, Any]
 
@@ -85,3 +85,6 @@ class Adapter:
     translate_error: Callable[[int, bytes], ProxyError]
     # True when the adapter's stream output is the upstream's own OpenAI frames (ids kept).
     passthrough: bool = False
+    # An in-process provider (the mock) opens its own response instead of an HTTP request; it
+    # returns an object with the ``proxy.upstream.UpstreamResponse`` interface.
+    open_local: Callable[[UpstreamRequest, ProviderConfig], Awaitable[Any]] | None = None

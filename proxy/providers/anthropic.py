@@ -1,0 +1,959 @@
+"""Anthropic Messages upstreams: OpenAI chat requests in, Anthropic ``/v1/messages`` out and back.
+
+Request (OpenAI → Anthropic), decisions the OpenAI shape leaves open:
+
+- ``system``/``developer`` messages, wherever they stand, become the top-level ``system``: one
+  string joined with blank lines, or a list of text blocks when a part carries ``cache_control``
+  (kept, like ``cache_control`` on any text or image part, so prompt caching works).
+- Messages are merged into strictly alternating turns; ``tool``/``function`` results go into
+  user turns, ahead of any text there. Tool-call ids are made Anthropic-safe (``[A-Za-z0-9_-]``)
+  the same way on the ``tool_use`` and its ``tool_result``. Legacy ``function_call`` turns get
+  ids ``toolu_legacy_<message index>``; a ``function`` message answers the oldest open call of
+  its name. A final assistant (prefill) turn loses its trailing whitespace, which Anthropic rejects.
+- Assistant ``thinking_blocks`` (LiteLLM convention) are replayed as the turn's first blocks,
+  with only the fields Anthropic accepts (our own stream adds an ``index`` to them).
+- ``max_completion_tokens`` wins over ``max_tokens``; without either, option
+  ``default_max_tokens`` (4096). Thinking: the client's Anthropic ``thinking`` object passes
+  through; else ``thinking_budget`` (an int, at least 1024) sets the budget; else
+  ``reasoning_effort`` ``minimal|low`` 1024, ``medium`` 4096, ``high`` 16384 (``none``: off).
+  When ``max_tokens`` is not above the budget it becomes budget + ``max_tokens``, so the answer
+  keeps the room the client asked for.
+- ``temperature`` above 1 (OpenAI allows 2) is clamped to 1, Anthropic's maximum.
+- ``response_format``: ``json_object`` appends a system instruction to answer with one JSON
+  object. ``json_schema`` adds a tool named ``_proxy_json_response`` whose ``input_schema`` is
+  the schema and forces it (``tool_choice: tool``; ``any`` when the client has tools of its
+  own and a choice of auto/required; ``auto`` with an instruction when thinking is on, since
+  Anthropic forbids forced tools with thinking). That tool's input comes back as ``content``
+  and its ``tool_use`` stop as ``finish_reason: stop``: the client sees a plain JSON answer.
+- Dropped as harmless: ``logprobs``, ``top_logprobs``, ``presence_penalty``,
+  ``frequency_penalty``, ``seed``, ``logit_bias``, ``metadata``, ``store``, ``service_tier``,
+  ``stream_options``. ``n > 1`` is a 400 (one answer would be wrong). ``top_k`` passes through.
+
+Stream (Anthropic SSE → OpenAI chunks): ``message_start`` sends the role chunk (with
+``content: ""``, as OpenAI does); every text, thinking or argument delta is one chunk, sent at
+once. A tool call with no argument fragments gets ``"{}"`` at its block's end. A thinking
+block's signature (and a redacted thinking block) becomes ``delta.thinking_blocks`` with one
+entry carrying an ``index`` counter, so that openai-python's stream accumulator merges several
+blocks instead of failing. ``stop_reason``: ``end_turn``/``stop_sequence``/``pause_turn`` →
+``stop`` (a paused server-tool turn can be continued by sending it back),
+``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` → ``tool_calls``,
+``refusal`` → ``content_filter``, with the refusal's explanation (when given) as
+``delta.refusal``. Events after ``message_stop`` are ignored.
+
+Errors: Anthropic error types map to OpenAI's (``code`` keeps Anthropic's type); an HTTP 529
+(overloaded) is reported as 503.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.config import ProviderConfig
+from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError
+from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
+from proxy.providers.chunks import DONE, ChunkWriter, completion_body, usage_dict
+from proxy.sse import Event, SSEDecoder, SSEError
+
+__all__ = [
+    "ADAPTER",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_VERSION",
+    "EFFORT_BUDGETS",
+    "JSON_TOOL",
+    "AnthropicStream",
+    "build_request",
+    "translate_error",
+    "translate_response",
+]
+
+DEFAULT_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024
+EFFORT_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+JSON_TOOL = "_proxy_json_response"
+
+JSON_OBJECT_INSTRUCTION = (
+    "Respond with a single valid JSON object and nothing else: no Markdown code fences, "
+    "no text before or after it."
+)
+JSON_TOOL_INSTRUCTION = (
+    f"When you give your final answer, give it by calling the {JSON_TOOL} tool with the answer "
+    "as its input; do not write the answer as text."
+)
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Anthropic error type → (HTTP status, OpenAI error type).
+_ERRORS: Mapping[str, tuple[int, str]] = {
+    "invalid_request_error": (400, "invalid_request_error"),
+    "authentication_error": (401, "authentication_error"),
+    "billing_error": (402, "insufficient_quota"),
+    "permission_error": (403, "permission_error"),
+    "not_found_error": (404, "not_found_error"),
+    "request_too_large": (413, "invalid_request_error"),
+    "rate_limit_error": (429, "rate_limit_error"),
+    "api_error": (500, "api_error"),
+    "timeout_error": (504, "timeout_error"),
+    "overloaded_error": (503, "api_error"),
+}
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+_NO_TURNS = "'messages' must contain at least one user or assistant message"
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+# --------------------------------------------------------------------------------------------
+# Request
+
+
+def build_request(
+    body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext
+) -> UpstreamRequest:
+    """The client's OpenAI chat body as an Anthropic Messages request (``body`` is not changed)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise BadRequest("'messages' must be a list", param="messages")
+    _check_n(body.get("n"))
+    system, turns = _convert_messages(messages)
+    out: JSONBody = {"model": model, "max_tokens": _max_tokens(body, provider), "messages": turns}
+
+    thinking = _thinking(body)
+    if thinking is not None:
+        out["thinking"] = thinking
+        budget = thinking.get("budget_tokens")
+        if thinking.get("type") == "enabled" and _is_int(budget) and out["max_tokens"] <= budget:
+            out["max_tokens"] = budget + out["max_tokens"]
+    thinking_on = thinking is not None and thinking.get("type") != "disabled"
+
+    tools, legacy = _tools(body)
+    choice = _tool_choice(body, legacy) if tools else None
+    system += _response_format(body, tools)
+    if tools:
+        out["tools"] = tools
+        choice = _json_tool_choice(body, tools, choice, thinking_on, system)
+    if choice is not None:
+        out["tool_choice"] = choice
+    if system:
+        out["system"] = _system_value(system)
+
+    _sampling(body, out)
+    if body.get("stream"):
+        out["stream"] = True
+
+    headers = {
+        "x-api-key": provider.api_key or "",
+        "anthropic-version": str(provider.options.get("anthropic_version", DEFAULT_VERSION)),
+        "content-type": "application/json",
+    }
+    if not provider.api_key:
+        del headers["x-api-key"]
+    headers.update(provider.headers)
+    base = provider.base_url.rstrip("/")
+    url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+    return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(out))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_n(n: Any) -> None:
+    if n is None:
+        return
+    if not _is_int(n) or n < 1:
+        raise BadRequest("'n' must be a positive integer", param="n")
+    if n > 1:
+        raise BadRequest("Anthropic models return one choice: 'n' greater than 1 is not supported", param="n")
+
+
+def _max_tokens(body: JSONBody, provider: ProviderConfig) -> int:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is not None:
+            if not _is_int(value) or value < 1:
+                raise BadRequest(f"'{key}' must be a positive integer", param=key)
+            result: int = value
+            return result
+    return int(provider.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
+
+
+def _thinking(body: JSONBody) -> JSONBody | None:
+    native = body.get("thinking")
+    if native is not None:
+        if not isinstance(native, dict) or not isinstance(native.get("type"), str):
+            raise BadRequest(
+                "'thinking' must be an Anthropic thinking object with a 'type'", param="thinking"
+            )
+        return dict(native)
+    budget = body.get("thinking_budget")
+    if budget is not None:
+        if not _is_int(budget) or budget < MIN_THINKING_BUDGET:
+            raise BadRequest(
+                f"'thinking_budget' must be an integer of at least {MIN_THINKING_BUDGET}",
+                param="thinking_budget",
+            )
+        return {"type": "enabled", "budget_tokens": budget}
+    effort = body.get("reasoning_effort")
+    if effort is None or effort == "none":
+        return None
+    if effort not in EFFORT_BUDGETS:
+        raise BadRequest(
+            "'reasoning_effort' must be one of none, minimal, low, medium, high", param="reasoning_effort"
+        )
+    return {"type": "enabled", "budget_tokens": EFFORT_BUDGETS[effort]}
+
+
+def _sampling(body: JSONBody, out: JSONBody) -> None:
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
+            raise BadRequest("'temperature' must be a number", param="temperature")
+        out["temperature"] = min(temperature, 1)
+    for key in ("top_p", "top_k"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        out["stop_sequences"] = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if stop:
+            out["stop_sequences"] = list(stop)
+    elif stop is not None:
+        raise BadRequest("'stop' must be a string or a list of strings", param="stop")
+    user = body.get("user")
+    if user is not None:
+        if not isinstance(user, str):
+            raise BadRequest("'user' must be a string", param="user")
+        out["metadata"] = {"user_id": user}
+
+
+def _system_value(blocks: list[JSONBody]) -> str | list[JSONBody]:
+    if any("cache_control" in b for b in blocks):
+        return blocks
+    return "\n\n".join(b["text"] for b in blocks)
+
+
+# Messages ------------------------------------------------------------------------------------
+
+_SYSTEM_PARTS = frozenset({"text"})
+_USER_PARTS = frozenset({"text", "image_url", "file"})
+_ASSISTANT_PARTS = frozenset({"text", "refusal"})
+_TOOL_PARTS = frozenset({"text", "image_url"})
+
+
+def _convert_messages(raw: list[Any]) -> tuple[list[JSONBody], list[JSONBody]]:
+    """OpenAI messages → (system text blocks, strictly alternating Anthropic turns)."""
+    system: list[JSONBody] = []
+    turns: list[JSONBody] = []
+    legacy_open: list[tuple[str, str]] = []  # (name, id) of legacy function calls awaiting a result
+    for i, msg in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise BadRequest(f"'{where}' must be an object", param=where)
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system += _parts(msg.get("content"), where, _SYSTEM_PARTS)
+            continue
+        if role == "user":
+            turn_role, blocks = "user", _parts(msg.get("content"), where, _USER_PARTS)
+        elif role == "assistant":
+            turn_role, blocks = "assistant", _assistant_blocks(msg, i, legacy_open)
+        elif role == "tool":
+            turn_role, blocks = "user", [_tool_result(msg, where)]
+        elif role == "function":
+            turn_role, blocks = "user", [_function_result(msg, where, legacy_open)]
+        else:
+            raise BadRequest(f"'{where}.role' {role!r} is not a supported role", param=f"{where}.role")
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == turn_role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": turn_role, "content": blocks})
+    if not turns:
+        raise BadRequest(_NO_TURNS, param="messages")
+    for turn in turns:
+        if turn["role"] == "user":
+            # Anthropic wants the results of the previous turn's tool calls first.
+            turn["content"].sort(key=lambda b: b["type"] != "tool_result")
+    _strip_prefill(turns)
+    return system, turns
+
+
+def _strip_prefill(turns: list[JSONBody]) -> None:
+    last = turns[-1]
+    if last["role"] != "assistant":
+        return
+    blocks = last["content"]
+    if blocks and blocks[-1]["type"] == "text":
+        text = blocks[-1]["text"].rstrip()
+        if text:
+            blocks[-1] = {**blocks[-1], "text": text}
+        else:
+            blocks.pop()
+    if not blocks:
+        turns.pop()
+        if not turns:
+            raise BadRequest(_NO_TURNS, param="messages")
+
+
+def _parts(content: Any, where: str, allowed: frozenset[str]) -> list[JSONBody]:
+    """A message's ``content`` (string or parts) as Anthropic blocks; empty text is left out."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise BadRequest(f"'{where}.content' must be a string or a list of parts", param=f"{where}.content")
+    blocks: list[JSONBody] = []
+    for j, part in enumerate(content):
+        pwhere = f"{where}.content[{j}]"
+        ptype = part.get("type") if isinstance(part, dict) else None
+        if ptype not in allowed:
+            raise BadRequest(f"'{pwhere}': content part type {ptype!r} is not supported here", param=pwhere)
+        assert isinstance(part, dict)
+        block = _part(part, ptype, pwhere)
+        if block is None:
+            continue
+        if "cache_control" in part:
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
+    return blocks
+
+
+def _part(part: JSONBody, ptype: str, where: str) -> JSONBody | None:
+    if ptype in ("text", "refusal"):
+        text = part.get(ptype)
+        if not isinstance(text, str):
+            raise BadRequest(f"'{where}.{ptype}' must be a string", param=f"{where}.{ptype}")
+        return {"type": "text", "text": text} if text else None
+    if ptype == "image_url":
+        spec = part.get("image_url")
+        url = spec.get("url") if isinstance(spec, dict) else spec
+        if not isinstance(url, str):
+            raise BadRequest(f"'{where}.image_url.url' must be a string", param=f"{where}.image_url")
+        return _image(url, where)
+    spec = part.get("file")
+    data = spec.get("file_data") if isinstance(spec, dict) else None
+    if not isinstance(data, str) or not data.startswith("data:"):
+        raise BadRequest(f"'{where}.file' needs 'file_data' as a base64 data: URL", param=f"{where}.file")
+    return _image(data, where)
+
+
+def _image(url: str, where: str) -> JSONBody:
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if not url.startswith("data:"):
+        raise BadRequest(f"'{where}': an image URL must be http(s) or a data: URL", param=where)
+    header, comma, data = url[5:].partition(",")
+    params = header.split(";")
+    media_type = params[0].strip().lower()
+    if not comma or "base64" not in params[1:] or not media_type:
+        raise BadRequest(f"'{where}': a data: URL must be 'data:<media type>;base64,<data>'", param=where)
+    source = {"type": "base64", "media_type": media_type, "data": data}
+    if media_type == "application/pdf":
+        return {"type": "document", "source": source}
+    if not media_type.startswith("image/"):
+        raise BadRequest(f"'{where}': media type {media_type!r} is not an image or a PDF", param=where)
+    return {"type": "image", "source": source}
+
+
+def _safe_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"'{where}' must be a non-empty string", param=where)
+    return _UNSAFE_ID.sub("_", value)
+
+
+def _assistant_blocks(msg: JSONBody, i: int, legacy_open: list[tuple[str, str]]) -> list[JSONBody]:
+    where = f"messages[{i}]"
+    blocks = _thinking_blocks(msg.get("thinking_blocks"), where)
+    blocks += _parts(msg.get("content"), where, _ASSISTANT_PARTS)
+    calls = msg.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
+    for k, call in enumerate(calls or ()):
+        cwhere = f"{where}.tool_calls[{k}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            raise BadRequest(f"'{cwhere}.function' must be an object", param=f"{cwhere}.function")
+        assert isinstance(call, dict)
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": _safe_id(call.get("id"), f"{cwhere}.id"),
+                "name": _name(fn.get("name"), f"{cwhere}.function.name"),
+                "input": _arguments(fn.get("arguments"), f"{cwhere}.function.arguments"),
+            }
+        )
+    fc = msg.get("function_call")
+    if fc is not None:
+        if not isinstance(fc, dict):
+            raise BadRequest(f"'{where}.function_call' must be an object", param=f"{where}.function_call")
+        name = _name(fc.get("name"), f"{where}.function_call.name")
+        call_id = f"toolu_legacy_{i}"
+        legacy_open.append((name, call_id))
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call_id,
+                "name": name,
+                "input": _arguments(fc.get("arguments"), f"{where}.function_call.arguments"),
+            }
+        )
+    return blocks
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"'{where}' must be a non-empty string", param=where)
+    return value
+
+
+def _arguments(raw: Any, where: str) -> JSONBody:
+    """A tool call's ``arguments`` JSON string as the ``input`` object Anthropic wants."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if not isinstance(raw, str):
+        raise BadRequest(f"'{where}' must be a JSON string", param=where)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest(f"'{where}' is not valid JSON", param=where) from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"'{where}' must encode a JSON object", param=where)
+    return value
+
+
+def _thinking_blocks(raw: Any, where: str) -> list[JSONBody]:
+    if raw is None:
+        return []
+    pwhere = f"{where}.thinking_blocks"
+    if not isinstance(raw, list):
+        raise BadRequest(f"'{pwhere}' must be a list", param=pwhere)
+    blocks: list[JSONBody] = []
+    for k, block in enumerate(raw):
+        btype = block.get("type") if isinstance(block, dict) else None
+        if btype == "thinking":
+            thinking, signature = block.get("thinking"), block.get("signature")
+            if isinstance(thinking, str) and isinstance(signature, str):
+                blocks.append({"type": "thinking", "thinking": thinking, "signature": signature})
+                continue
+        elif btype == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": block["data"]})
+            continue
+        raise BadRequest(
+            f"'{pwhere}[{k}]' must be {{type: thinking, thinking, signature}}"
+            " or {type: redacted_thinking, data}",
+            param=f"{pwhere}[{k}]",
+        )
+    return blocks
+
+
+def _tool_result(msg: JSONBody, where: str) -> JSONBody:
+    block: JSONBody = {
+        "type": "tool_result",
+        "tool_use_id": _safe_id(msg.get("tool_call_id"), f"{where}.tool_call_id"),
+    }
+    content = msg.get("content")
+    if isinstance(content, str):
+        if content:
+            block["content"] = content
+    else:
+        parts = _parts(content, where, _TOOL_PARTS)
+        if parts:
+            block["content"] = parts
+    return block
+
+
+def _function_result(msg: JSONBody, where: str, legacy_open: list[tuple[str, str]]) -> JSONBody:
+    name = _name(msg.get("name"), f"{where}.name")
+    for k, (open_name, call_id) in enumerate(legacy_open):
+        if open_name == name:
+            del legacy_open[k]
+            return _tool_result({"tool_call_id": call_id, "content": msg.get("content")}, where)
+    raise BadRequest(f"'{where}': no earlier assistant function_call named {name!r}", param=where)
+
+
+# Tools ---------------------------------------------------------------------------------------
+
+
+def _tools(body: JSONBody) -> tuple[list[JSONBody], bool]:
+    """Anthropic tool definitions, and whether the client used the legacy ``functions``."""
+    tools, functions = body.get("tools"), body.get("functions")
+    if tools and functions:
+        raise BadRequest("use either 'tools' or the legacy 'functions', not both", param="functions")
+    legacy = bool(functions)
+    raw, key = (functions, "functions") if legacy else (tools, "tools")
+    if raw is None:
+        return [], False
+    if not isinstance(raw, list):
+        raise BadRequest(f"'{key}' must be a list", param=key)
+    out: list[JSONBody] = []
+    for k, item in enumerate(raw):
+        where = f"{key}[{k}]"
+        fn = item if legacy else (item.get("function") if isinstance(item, dict) else None)
+        if not legacy and isinstance(item, dict) and item.get("type", "function") != "function":
+            raise BadRequest(f"'{where}.type' {item.get('type')!r} is not supported", param=f"{where}.type")
+        if not isinstance(fn, dict):
+            raise BadRequest(f"'{where}' must be a function definition", param=where)
+        name = _name(fn.get("name"), f"{where}.name" if legacy else f"{where}.function.name")
+        if name == JSON_TOOL:
+            raise BadRequest(f"the tool name {JSON_TOOL!r} is reserved by the proxy", param=where)
+        tool: JSONBody = {"name": name}
+        if isinstance(fn.get("description"), str):
+            tool["description"] = fn["description"]
+        tool["input_schema"] = _object_schema(fn.get("parameters"), where)
+        if isinstance(item, dict) and "cache_control" in item:
+            tool["cache_control"] = item["cache_control"]
+        out.append(tool)
+    return out, legacy
+
+
+def _object_schema(schema: Any, where: str) -> JSONBody:
+    if schema is None:
+        return {"type": "object", "properties": {}}
+    if not isinstance(schema, dict):
+        raise BadRequest(f"'{where}': a schema must be an object", param=where)
+    if "type" not in schema:
+        return {"type": "object", **schema}
+    if schema["type"] != "object":
+        raise BadRequest(f"'{where}': Anthropic needs a schema of type 'object' at the root", param=where)
+    return schema
+
+
+def _tool_choice(body: JSONBody, legacy: bool) -> JSONBody | None:
+    key = "function_call" if legacy else "tool_choice"
+    raw = body.get(key)
+    choice: JSONBody
+    if raw is None or raw == "auto":
+        choice = {"type": "auto"}
+    elif raw == "none":
+        choice = {"type": "none"}
+    elif raw == "required" and not legacy:
+        choice = {"type": "any"}
+    elif isinstance(raw, dict):
+        fn = raw if legacy else (raw.get("function") if raw.get("type") == "function" else None)
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"'{key}' names no function", param=key)
+        choice = {"type": "tool", "name": name}
+    else:
+        raise BadRequest(f"'{key}' {raw!r} is not supported", param=key)
+    if choice["type"] != "none" and (legacy or body.get("parallel_tool_calls") is False):
+        choice["disable_parallel_tool_use"] = True
+    if raw is None and len(choice) == 1:
+        return None  # Anthropic's default is auto
+    return choice
+
+
+def _response_format(body: JSONBody, tools: list[JSONBody]) -> list[JSONBody]:
+    """System text the format needs; for ``json_schema`` also appends the answer tool to ``tools``."""
+    rf = body.get("response_format")
+    if rf is None:
+        return []
+    rtype = rf.get("type") if isinstance(rf, dict) else None
+    if rtype == "text":
+        return []
+    if rtype == "json_object":
+        return [{"type": "text", "text": JSON_OBJECT_INSTRUCTION}]
+    if rtype != "json_schema":
+        raise BadRequest(f"'response_format' type {rtype!r} is not supported", param="response_format")
+    assert isinstance(rf, dict)
+    spec = rf.get("json_schema")
+    if not isinstance(spec, dict):
+        raise BadRequest(
+            "'response_format.json_schema' must be an object", param="response_format.json_schema"
+        )
+    description = "Give the final answer as this tool's input."
+    if isinstance(spec.get("name"), str):
+        description += f" The answer is a {spec['name']}."
+    if isinstance(spec.get("description"), str):
+        description += " " + spec["description"]
+    schema = _object_schema(spec.get("schema"), "response_format.json_schema.schema")
+    tools.append({"name": JSON_TOOL, "description": description, "input_schema": schema})
+    return []
+
+
+def _json_tool_choice(
+    body: JSONBody, tools: list[JSONBody], choice: JSONBody | None, thinking_on: bool, system: list[JSONBody]
+) -> JSONBody | None:
+    """The tool choice once the ``json_schema`` answer tool (if any) is among ``tools``."""
+    if tools[-1]["name"] != JSON_TOOL:
+        return choice
+    extra = {"disable_parallel_tool_use": True} if choice and choice.get("disable_parallel_tool_use") else {}
+    if thinking_on:
+        system.append({"type": "text", "text": JSON_TOOL_INSTRUCTION})
+        return {"type": "auto", **extra}
+    if len(tools) == 1 or (choice is not None and choice["type"] == "none"):
+        return {"type": "tool", "name": JSON_TOOL}
+    if choice is not None and choice["type"] == "tool":
+        return choice
+    system.append({"type": "text", "text": JSON_TOOL_INSTRUCTION})
+    return {"type": "any", **extra}
+
+
+# --------------------------------------------------------------------------------------------
+# Stream
+
+
+@dataclass(slots=True)
+class _Block:
+    """What the stream knows of one open Anthropic content block."""
+
+    kind: str  # "text" | "thinking" | "tool" | "json" (the json_schema answer) | "other"
+    index: int = -1  # the OpenAI tool-call index of a "tool" block
+    args: bool = False  # an arguments fragment has been sent
+    thinking: list[str] = field(default_factory=list)
+
+
+_USAGE_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+
+
+@dataclass(slots=True)
+class _Usage:
+    """Anthropic usage counts; every report carries running totals, so the latest wins."""
+
+    input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    output_tokens: int = 0
+    thinking_tokens: int | None = None
+
+    def update(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for key in _USAGE_KEYS:
+            value = usage.get(key)
+            if _is_int(value):
+                setattr(self, key, value)
+        details = usage.get("output_tokens_details")
+        if isinstance(details, dict) and _is_int(details.get("thinking_tokens")):
+            self.thinking_tokens = details["thinking_tokens"]
+
+    def openai(self) -> JSONBody:
+        prompt = self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+        return usage_dict(prompt, self.output_tokens, self.cache_read_input_tokens, self.thinking_tokens)
+
+
+def _finish_reason(stop_reason: Any, tool_calls: int) -> str:
+    reason = _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+    if reason == "tool_calls" and not tool_calls:
+        return "stop"  # only the json_schema answer tool (or a server tool) was used
+    return reason
+
+
+def _refusal_text(details: Any) -> str | None:
+    if isinstance(details, dict) and isinstance(details.get("explanation"), str):
+        text: str = details["explanation"]
+        return text or None
+    return None
+
+
+class AnthropicStream:
+    """Anthropic Messages SSE in, OpenAI ``chat.completion.chunk`` frames out (sans-IO)."""
+
+    __slots__ = ("_blocks", "_decoder", "_stop", "_thinking_blocks", "_usage", "_writer", "done")
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self._writer = ChunkWriter(ctx)
+        self._decoder = SSEDecoder()
+        self._blocks: dict[Any, _Block] = {}
+        self._usage = _Usage()
+        self._stop: Any = None
+        self._thinking_blocks = 0
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        try:
+            events = self._decoder.feed(data)
+        except SSEError as exc:
+            raise StreamError(f"Anthropic stream: {exc}") from None
+        return self._events(events)
+
+    def finish(self) -> bytes:
+        try:
+            events = self._decoder.close()
+        except SSEError:
+            if self.done:
+                return b""  # bytes after message_stop do not matter
+            raise StreamError("the Anthropic stream was truncated: it ended mid-event") from None
+        out = self._events(events)
+        if not self.done:
+            raise StreamError("the Anthropic stream was truncated: it ended before message_stop", output=out)
+        return out
+
+    def _events(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            if self.done:
+                break
+            try:
+                frame = self._event(event)
+            except StreamError as exc:
+                exc.output = b"".join(out) + exc.output
+                raise
+            if frame:
+                out.append(frame)
+        return b"".join(out)
+
+    def _event(self, event: Event) -> bytes:
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise StreamError(f"the Anthropic stream sent malformed JSON ({event.event!r} event)") from None
+        if not isinstance(data, dict):
+            raise StreamError(f"the Anthropic stream sent a {event.event!r} event that is not a JSON object")
+        handler = _HANDLERS.get(data.get("type") or event.event)
+        return handler(self, data) if handler is not None else b""  # ping and unknown events: nothing
+
+    def _message_start(self, data: JSONBody) -> bytes:
+        message = data.get("message")
+        if isinstance(message, dict):
+            self._usage.update(message.get("usage"))
+        return self._writer.content("")
+
+    def _block_start(self, data: JSONBody) -> bytes:
+        block = data.get("content_block")
+        if not isinstance(block, dict):
+            return b""
+        btype = block.get("type")
+        index = data.get("index")
+        if btype == "text":
+            self._blocks[index] = _Block("text")
+            text = block.get("text")
+            return self._writer.content(text) if isinstance(text, str) and text else b""
+        if btype == "thinking":
+            state = self._blocks[index] = _Block("thinking")
+            text = block.get("thinking")
+            if isinstance(text, str) and text:
+                state.thinking.append(text)
+                return self._writer.reasoning(text)
+            return b""
+        if btype == "redacted_thinking":
+            self._blocks[index] = _Block("other")
+            return self._thinking_block({"type": "redacted_thinking", "data": block.get("data", "")})
+        if btype == "tool_use":
+            return self._tool_start(index, block)
+        self._blocks[index] = _Block("other")  # server tools, their results, future types
+        return b""
+
+    def _tool_start(self, index: Any, block: JSONBody) -> bytes:
+        name = str(block.get("name") or "")
+        frame = b""
+        if name == JSON_TOOL:
+            state = self._blocks[index] = _Block("json")
+        else:
+            call, frame = self._writer.tool_call_start(str(block.get("id") or ""), name)
+            state = self._blocks[index] = _Block("tool", call)
+        initial = block.get("input")
+        if isinstance(initial, dict) and initial:  # streams send {}; anything else is sent whole
+            frame += self._arguments(state, orjson.dumps(initial).decode())
+        return frame
+
+    def _arguments(self, state: _Block, fragment: str) -> bytes:
+        state.args = True
+        if state.kind == "json":
+            return self._writer.content(fragment)
+        return self._writer.tool_call_arguments(state.index, fragment)
+
+    def _thinking_block(self, block: JSONBody) -> bytes:
+        entry = {**block, "index": self._thinking_blocks}
+        self._thinking_blocks += 1
+        return self._writer.delta({"thinking_blocks": [entry]})
+
+    def _block_delta(self, data: JSONBody) -> bytes:
+        delta = data.get("delta")
+        if not isinstance(delta, dict):
+            return b""
+        dtype = delta.get("type")
+        state = self._blocks.get(data.get("index"))
+        if dtype == "text_delta":
+            text = delta.get("text")
+            return self._writer.content(text) if isinstance(text, str) and text else b""
+        if dtype == "input_json_delta":
+            fragment = delta.get("partial_json")
+            if state is None or state.kind not in ("tool", "json") or not fragment:
+                return b""
+            return self._arguments(state, str(fragment))
+        if dtype == "thinking_delta":
+            text = delta.get("thinking")
+            if not isinstance(text, str) or not text:
+                return b""
+            if state is not None:
+                state.thinking.append(text)
+            return self._writer.reasoning(text)
+        if dtype == "signature_delta":
+            signature = delta.get("signature")
+            if not isinstance(signature, str):
+                return b""
+            thinking = "".join(state.thinking) if state is not None else ""
+            return self._thinking_block({"type": "thinking", "thinking": thinking, "signature": signature})
+        return b""  # citations and future delta types
+
+    def _block_stop(self, data: JSONBody) -> bytes:
+        state = self._blocks.pop(data.get("index"), None)
+        if state is not None and state.kind in ("tool", "json") and not state.args:
+            return self._arguments(state, "{}")  # a call without arguments still accumulates to JSON
+        return b""
+
+    def _message_delta(self, data: JSONBody) -> bytes:
+        self._usage.update(data.get("usage"))
+        delta = data.get("delta")
+        if not isinstance(delta, dict) or delta.get("stop_reason") is None:
+            return b""
+        self._stop = delta["stop_reason"]
+        refusal = _refusal_text(delta.get("stop_details")) if self._stop == "refusal" else None
+        return self._writer.refusal(refusal) if refusal else b""
+
+    def _message_stop(self, data: JSONBody) -> bytes:
+        self.done = True
+        reason = _finish_reason(self._stop, self._writer.tool_calls)
+        return self._writer.finish(reason) + self._writer.usage(self._usage.openai()) + DONE
+
+    def _error(self, data: JSONBody) -> bytes:
+        raise _error_from(data.get("error"), StreamError, default_status=502)
+
+
+_HANDLERS: dict[Any, Callable[[AnthropicStream, JSONBody], bytes]] = {
+    "message_start": AnthropicStream._message_start,
+    "content_block_start": AnthropicStream._block_start,
+    "content_block_delta": AnthropicStream._block_delta,
+    "content_block_stop": AnthropicStream._block_stop,
+    "message_delta": AnthropicStream._message_delta,
+    "message_stop": AnthropicStream._message_stop,
+    "error": AnthropicStream._error,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Non-stream response and errors
+
+
+def translate_response(body: bytes, ctx: StreamContext) -> bytes:
+    """An Anthropic ``message`` body as an OpenAI ``chat.completion`` body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("Anthropic returned a response that is not valid JSON", status=502) from None
+    if not isinstance(data, dict):
+        raise UpstreamError("Anthropic returned a response that is not a JSON object", status=502)
+    if data.get("type") == "error":
+        raise _error_from(data.get("error"), UpstreamError, default_status=502)
+    texts: list[str] = []
+    reasoning: list[str] = []
+    thinking_blocks: list[JSONBody] = []
+    calls: list[JSONBody] = []
+    for block in data.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        btype = block.get("type")
+        if btype == "text":
+            texts.append(str(block.get("text") or ""))
+        elif btype == "thinking":
+            thinking = str(block.get("thinking") or "")
+            reasoning.append(thinking)
+            thinking_blocks.append(
+                {"type": "thinking", "thinking": thinking, "signature": str(block.get("signature") or "")}
+            )
+        elif btype == "redacted_thinking":
+            thinking_blocks.append({"type": "redacted_thinking", "data": str(block.get("data") or "")})
+        elif btype == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if block.get("name") == JSON_TOOL:
+                texts.append(arguments)
+            else:
+                calls.append(
+                    {
+                        "id": str(block.get("id") or ""),
+                        "type": "function",
+                        "function": {"name": str(block.get("name") or ""), "arguments": arguments},
+                    }
+                )
+    stop = data.get("stop_reason")
+    message: JSONBody = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": _refusal_text(data.get("stop_details")) if stop == "refusal" else None,
+    }
+    finish = _finish_reason(stop, len(calls))
+    if calls and finish == "stop":
+        finish = "tool_calls"
+    if calls and ctx.legacy_functions:
+        message["function_call"] = calls[0]["function"]
+        finish = "function_call" if finish == "tool_calls" else finish
+    elif calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
+    usage = _Usage()
+    usage.update(data.get("usage"))
+    return completion_body(ctx, message, finish, usage.openai())
+
+
+def _error_from(err: Any, cls: type[ProxyError], default_status: int) -> ProxyError:
+    """An Anthropic ``error`` object as ``cls`` with the OpenAI type (Anthropic's type as ``code``)."""
+    if not isinstance(err, dict):
+        return cls("Anthropic reported an error", status=default_status)
+    atype = err.get("type")
+    if not isinstance(atype, str):
+        atype = None
+    status, otype = _ERRORS.get(atype or "", (default_status, "api_error"))
+    message = err.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"Anthropic reported an error ({atype or 'unknown'})"
+    return cls(message, status=status, type=otype, code=atype)
+
+
+def translate_error(status: int, body: bytes) -> ProxyError:
+    """An Anthropic error status as an OpenAI-shaped ``UpstreamError`` (529 overloaded → 503)."""
+    reported = 503 if status == 529 else status
+    default_type = _TYPE_BY_STATUS.get(reported, "api_error" if reported >= 500 else "invalid_request_error")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        return UpstreamError(f"Anthropic returned HTTP {status}", status=reported, type=default_type)
+    atype = err.get("type")
+    otype = _ERRORS[atype][1] if isinstance(atype, str) and atype in _ERRORS else default_type
+    message = err.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"Anthropic returned HTTP {status}"
+    return UpstreamError(message, status=reported, type=otype, code=atype if isinstance(atype, str) else None)
+
+
+ADAPTER = Adapter(
+    kind="anthropic",
+    build_request=build_request,
+    stream_translator=AnthropicStream,
+    translate_response=translate_response,
+    translate_error=translate_error,
+)

@@ -1,0 +1,289 @@
+"""OpenAI-compatible upstreams (OpenAI, Mistral, Groq, DeepSeek, OpenRouter, vLLM, Ollama, ...).
+
+The stream passes through byte for byte: ``feed`` finds complete frames with ``bytes.rfind`` and
+returns them untouched, with no JSON parse. Only frames that deviate from OpenAI's shape are
+parsed and rewritten, and they are found by a byte search on the read before any parse:
+
+- tool-call deltas without ``index``/``type`` (Mistral) get a per-stream index and ``"function"``;
+- ``finish_reason: "model_length"`` (Mistral) becomes ``length``;
+- usage under ``x_groq.usage`` (Groq) is lifted to the top level;
+- usage riding on a chunk that still has choices (Mistral, DeepSeek) is split off into the
+  OpenAI final usage chunk (``choices: []``);
+- ``delta.content`` as a list of ``thinking``/``text`` parts (Magistral) becomes
+  ``reasoning_content`` + ``content``; ``delta.reasoning`` (Groq, OpenRouter) is mirrored into
+  ``reasoning_content``;
+- an error object mid-stream (``{"error": ...}``, vLLM's ``{"object": "error"}``) ends the
+  stream as a ``StreamError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.config import ProviderConfig
+from proxy.errors import ProxyError, StreamError, UpstreamError
+from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
+from proxy.sse import SSEDecoder, SSEError
+
+__all__ = ["ADAPTER", "PassthroughTranslator", "build_request", "translate_error", "translate_response"]
+
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+# Byte patterns that mark a frame needing a look. A read matching none of them passes untouched.
+_TRIGGERS = (
+    b'"tool_calls"',
+    b'"usage":{',
+    b'"usage": {',
+    b"model_length",
+    b'"x_groq"',
+    b'"error"',
+    b'"content":[',
+    b'"content": [',
+    b'"reasoning":',
+)
+_DONE = b"data: [DONE]"
+
+
+def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
+    """The client's body with only ``model`` rewritten; the provider's key replaces the client's."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+    if provider.api_key:
+        headers["Authorization"] = f"Bearer {provider.api_key}"
+    headers.update(provider.headers)
+    payload = orjson.dumps({**body, "model": model})
+    return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
+
+
+class PassthroughTranslator:
+    """OpenAI frames in, the same frames out; see the module docstring for the exceptions."""
+
+    __slots__ = ("_buf", "_decoder", "_next_tool", "done")
+
+    def __init__(self, ctx: StreamContext | None = None) -> None:
+        self._buf = b""
+        self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
+        self._next_tool = 0
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        if self._decoder is not None or b"\r" in data:
+            return self._feed_decoded(data)
+        if self._buf:
+            data = self._buf + data
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            if len(data) > MAX_EVENT_BYTES:
+                raise StreamError(f"an upstream event exceeds {MAX_EVENT_BYTES} bytes")
+            self._buf = data
+            return b""
+        end += 2
+        out, self._buf = (data[:end], data[end:]) if end < len(data) else (data, b"")
+        if _DONE in out:
+            self.done = True
+            out = out[: out.index(_DONE)] + b"data: [DONE]\n\n"
+        for trigger in _TRIGGERS:
+            if trigger in out:
+                return self._normalise(out)
+        return out
+
+    def finish(self) -> bytes:
+        if self._decoder is not None and not self.done:
+            try:
+                tail = self._frames(self._decoder.close())
+            except SSEError:
+                tail = b""
+            if self.done:
+                return tail
+        if not self.done:
+            raise StreamError("the upstream stream ended before [DONE]: the response is truncated")
+        return b""
+
+    def _feed_decoded(self, data: bytes) -> bytes:
+        """Slow path for CR/CRLF-framed upstreams: decode events, re-frame them with LF."""
+        if self._decoder is None:
+            self._decoder = SSEDecoder(MAX_EVENT_BYTES)
+            data, self._buf = self._buf + data, b""
+        try:
+            events = self._decoder.feed(data)
+        except SSEError as exc:
+            raise StreamError(f"malformed upstream stream: {exc}") from None
+        return self._frames(events)
+
+    def _frames(self, events: list[Any]) -> bytes:
+        out = []
+        for event in events:
+            if event.data == b"[DONE]":
+                out.append(b"data: [DONE]\n\n")
+                self.done = True
+                break
+            out.append(b"data: " + event.data + b"\n\n")
+        return self._normalise(b"".join(out)) if out else b""
+
+    def _normalise(self, out: bytes) -> bytes:
+        frames = out.split(b"\n\n")
+        result: list[bytes] = []
+        for frame in frames:
+            if not frame:
+                continue
+            if frame.startswith(b"data: {") and _needs_parse(frame):
+                try:
+                    result.append(self._rewrite(orjson.loads(frame[6:])))
+                except StreamError as exc:
+                    exc.output = b"".join(result)
+                    raise
+                except orjson.JSONDecodeError:
+                    raise StreamError("malformed JSON in the upstream stream", output=b"".join(result)) from None
+                continue
+            result.append(frame + b"\n\n")
+        return b"".join(result)
+
+    def _rewrite(self, chunk: Any) -> bytes:
+        if not isinstance(chunk, dict):
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if chunk.get("error") or chunk.get("object") == "error":
+            raise _stream_error(chunk)
+        groq = chunk.get("x_groq")
+        if isinstance(groq, dict) and groq.get("usage") and not chunk.get("usage"):
+            chunk["usage"] = groq["usage"]
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason") == "model_length":
+                choice["finish_reason"] = "length"
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._fix_delta(delta)
+        usage = chunk.get("usage")
+        if usage and chunk.get("choices"):
+            # OpenAI's shape: usage rides alone on a last chunk with no choices.
+            head = {k: v for k, v in chunk.items() if k != "usage"}
+            tail = {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": [], "usage": usage}
+            return b"data: " + orjson.dumps(head) + b"\n\ndata: " + orjson.dumps(tail) + b"\n\n"
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _fix_delta(self, delta: JSONBody) -> None:
+        for call in delta.get("tool_calls") or ():
+            if not isinstance(call, dict):
+                continue
+            if "index" not in call:
+                call["index"] = self._next_tool
+            self._next_tool = max(self._next_tool, int(call["index"]) + 1)
+            if "id" in call and "type" not in call:
+                call["type"] = "function"
+        _fix_content_parts(delta)
+
+
+def _needs_parse(frame: bytes) -> bool:
+    """Cheap checks that keep ordinary OpenAI frames (tool-argument fragments) unparsed."""
+    # Every complete tool call has its own "index" besides the choice's: fewer means missing.
+    if b'"tool_calls"' in frame and frame.count(b'"index"') <= frame.count(b'"function"'):
+        return True
+    return any(t in frame for t in _TRIGGERS if t != b'"tool_calls"')
+
+
+def _fix_content_parts(delta: JSONBody) -> None:
+    """Magistral content parts → content/reasoning_content; ``reasoning`` → ``reasoning_content``."""
+    content = delta.get("content")
+    if isinstance(content, list):
+        text, thinking = [], []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "thinking":
+                inner = part.get("thinking")
+                if isinstance(inner, list):
+                    thinking += [p.get("text", "") for p in inner if isinstance(p, dict)]
+                elif isinstance(inner, str):
+                    thinking.append(inner)
+            elif part.get("type") == "text":
+                text.append(str(part.get("text", "")))
+        delta["content"] = "".join(text) if text else None
+        if thinking:
+            delta["reasoning_content"] = "".join(thinking)
+    reasoning = delta.get("reasoning")
+    if isinstance(reasoning, str) and delta.get("reasoning_content") is None:
+        delta["reasoning_content"] = reasoning
+
+
+def _stream_error(chunk: JSONBody) -> StreamError:
+    err = chunk.get("error", chunk)
+    if not isinstance(err, dict):
+        return StreamError(f"upstream error: {err}")
+    message = str(err.get("message") or "the upstream reported an error mid-stream")
+    code = err.get("code")
+    return StreamError(message, type=str(err.get("type") or "upstream_error"), code=code if code is not None else None)
+
+
+def translate_response(body: bytes, ctx: StreamContext) -> bytes:
+    """A non-stream body, passed through unless it deviates from OpenAI's shape."""
+    if not any(t in body for t in (b"model_length", b'"x_groq"', b'"tool_calls"', b'"content":[', b'"reasoning":')):
+        return body
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    groq = data.get("x_groq")
+    if isinstance(groq, dict) and groq.get("usage") and not data.get("usage"):
+        data["usage"] = groq["usage"]
+    for choice in data.get("choices") or ():
+        if choice.get("finish_reason") == "model_length":
+            choice["finish_reason"] = "length"
+        message = choice.get("message")
+        if isinstance(message, dict):
+            for call in message.get("tool_calls") or ():
+                if isinstance(call, dict) and "type" not in call:
+                    call["type"] = "function"
+            _fix_content_parts(message)
+    return orjson.dumps(data)
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def translate_error(status: int, body: bytes) -> ProxyError:
+    """An upstream error status as the OpenAI error shape, keeping the upstream's message."""
+    default_type = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    message, etype, param, code = f"upstream returned HTTP {status}", default_type, None, None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:300].decode("utf-8", "replace").strip()
+        if text:
+            message = f"upstream returned HTTP {status}: {text}"
+        return UpstreamError(message, status=status, type=etype)
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            message = str(err.get("message") or err.get("detail") or message)
+            etype = str(err.get("type") or etype)
+            param = err.get("param")
+            code = err.get("code")
+        elif isinstance(err, str):
+            message = err
+        if isinstance(data.get("detail"), str):
+            message = data["detail"]
+    return UpstreamError(message, status=status, type=etype, param=param, code=code)
+
+
+ADAPTER = Adapter(
+    kind="openai",
+    build_request=build_request,
+    stream_translator=PassthroughTranslator,
+    translate_response=translate_response,
+    translate_error=translate_error,
+    passthrough=True,
+)

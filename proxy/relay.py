@@ -1,0 +1,240 @@
+"""The one relay loop: upstream reads in, OpenAI frames out, for every provider.
+
+Per upstream read: one ``translator.feed`` (a byte search for pass-through providers) and at
+most one ``write`` carrying every frame the read completed. Nothing waits for more data.
+
+The client's response starts (headers sent) at the first frame, so an attempt that fails
+before producing anything is still free to answer with an HTTP error, or to fall back to
+another model. With ``keepalive_s`` set, a silent upstream commits the response after that
+long and gets ``: keep-alive`` comments every ``keepalive_s`` of client-side silence, so load
+balancers with idle timeouts keep the connection; the price is that a failure after the first
+keep-alive can only be reported as an error frame, no longer retried elsewhere.
+
+One timer per stream (``_Clock``) does the time-based work: the upstream idle/first-byte
+timeout and the keep-alive; the hot loop only stamps the time of each read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from aiohttp import ClientError, web
+
+from proxy.config import ProviderConfig
+from proxy.errors import ProxyError, StreamError, UpstreamTimeout
+from proxy.providers.base import StreamTranslator
+from proxy.upstream import UpstreamResponse, describe
+
+__all__ = ["KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]
+
+log = logging.getLogger("proxy.relay")
+
+SSE_HEADERS: Mapping[str, str] = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+KEEPALIVE = b": keep-alive\n\n"
+_DRAIN_AFTER_DONE_S = 5.0  # how long to keep reading after [DONE] so the connection can be reused
+
+
+class ClientDisconnected(Exception):
+    """The client went away mid-stream; the upstream has been closed. Nothing to report."""
+
+    def __init__(self, response: web.StreamResponse | None = None) -> None:
+        super().__init__("client disconnected")
+        self.response = response
+
+
+class _Sink:
+    """The client response, started once, by whichever comes first: a frame or a keep-alive."""
+
+    __slots__ = ("_headers", "_request", "_starting", "response")
+
+    def __init__(self, request: web.Request, headers: Mapping[str, str]) -> None:
+        self._request = request
+        self._headers = headers
+        self._starting: asyncio.Future[web.StreamResponse] | None = None
+        self.response: web.StreamResponse | None = None
+
+    async def start(self) -> web.StreamResponse:
+        if self.response is not None:
+            return self.response
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._prepare())
+        return await asyncio.shield(self._starting)
+
+    def client_gone(self) -> bool:
+        transport = self._request.transport
+        return transport is None or transport.is_closing()
+
+    async def _prepare(self) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers=self._headers)
+        await response.prepare(self._request)
+        self.response = response
+        return response
+
+
+class _Clock:
+    """One timer per stream: upstream timeouts, and keep-alives towards the client."""
+
+    __slots__ = (
+        "_handle",
+        "_keepalive_s",
+        "_loop",
+        "_sink",
+        "_task",
+        "_upstream",
+        "fired",
+        "first_byte_s",
+        "idle_s",
+        "last_read",
+        "last_write",
+        "seen",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        upstream: UpstreamResponse,
+        provider: ProviderConfig,
+        sink: _Sink,
+        keepalive_s: float | None,
+    ) -> None:
+        self._loop = loop
+        self._upstream = upstream
+        self._sink = sink
+        self._keepalive_s = keepalive_s
+        self._task: asyncio.Task[None] | None = None
+        self.first_byte_s = provider.first_byte_timeout_s
+        self.idle_s = provider.idle_timeout_s
+        self.last_read = self.last_write = loop.time()
+        self.seen = False
+        self.fired = False
+        self._handle = loop.call_at(self._next_deadline(), self._tick)
+
+    def _next_deadline(self) -> float:
+        deadline = self.last_read + (self.idle_s if self.seen else self.first_byte_s)
+        if self._keepalive_s:
+            deadline = min(deadline, self.last_write + self._keepalive_s)
+        return deadline
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        if now >= self.last_read + (self.idle_s if self.seen else self.first_byte_s):
+            self.fired = True
+            self._upstream.close()  # the read in the relay loop ends or raises; it reports the timeout
+            return
+        if self._keepalive_s and now >= self.last_write + self._keepalive_s and self._task is None:
+            self.last_write = now
+            self._task = self._loop.create_task(self._keepalive())
+        self._handle = self._loop.call_at(max(self._next_deadline(), now + 0.001), self._tick)
+
+    async def _keepalive(self) -> None:
+        try:
+            response = await self._sink.start()
+            await response.write(KEEPALIVE)
+        except (ConnectionError, RuntimeError):
+            self._upstream.close()  # the client is gone: stop the provider generating
+        finally:
+            self._task = None
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def relay_stream(
+    request: web.Request,
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    provider: ProviderConfig,
+    headers: Mapping[str, str],
+    keepalive_s: float | None = None,
+) -> web.StreamResponse:
+    """Relay ``upstream`` to the client through ``translator``.
+
+    Raises ``ProxyError`` if the attempt failed before anything reached the client (the caller
+    answers with an HTTP error or tries another model); after that, failures become one
+    ``data: {"error": ...}`` frame and the stream ends, never with a fake ``[DONE]``.
+    """
+    loop = asyncio.get_running_loop()
+    sink = _Sink(request, headers)
+    clock = _Clock(loop, upstream, provider, sink, keepalive_s)
+    try:
+        await _pump(upstream, translator, sink, clock, provider)
+    except ProxyError as err:
+        if sink.response is None:
+            raise
+        log.warning("stream from %s failed after start: %s", provider.name, err.message)
+        try:
+            await sink.response.write(err.frame())
+            await sink.response.write_eof()
+        except (ClientError, ConnectionError):
+            raise ClientDisconnected(sink.response) from None
+    finally:
+        clock.cancel()
+        upstream.close()
+    assert sink.response is not None
+    return sink.response
+
+
+async def _pump(
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    sink: _Sink,
+    clock: _Clock,
+    provider: ProviderConfig,
+) -> None:
+    feed = translator.feed
+    now = clock._loop.time
+    write = None
+    chunks = upstream.chunks()
+    try:
+        async for chunk in chunks:
+            clock.last_read = now()
+            clock.seen = True
+            try:
+                out = feed(chunk)
+            except StreamError as exc:
+                if exc.output:
+                    await (await sink.start()).write(exc.output)
+                raise
+            if out:
+                if write is None:
+                    write = (await sink.start()).write
+                await write(out)
+                clock.last_write = clock.last_read
+                if translator.done:
+                    await sink.response.write_eof()  # type: ignore[union-attr]
+                    clock.idle_s = min(clock.idle_s, _DRAIN_AFTER_DONE_S)
+                    try:
+                        async for _ in chunks:  # read to the end, so the connection returns to the pool
+                            pass
+                    except (ClientError, OSError):
+                        pass
+                    return
+    except (ClientError, OSError) as exc:
+        if sink.client_gone():
+            raise ClientDisconnected(sink.response) from None
+        if clock.fired:
+            raise _timeout(clock, provider) from None
+        raise StreamError(f"the connection to provider '{provider.name}' failed mid-stream: {describe(exc)}") from None
+    if clock.fired:
+        raise _timeout(clock, provider)
+    out = translator.finish()
+    if out:
+        await (await sink.start()).write(out)
+    if sink.response is not None:
+        await sink.response.write_eof()
+    else:
+        raise StreamError(f"provider '{provider.name}' ended its stream without any content")
+
+
+def _timeout(clock: _Clock, provider: ProviderConfig) -> ProxyError:
+    if clock.seen:
+        return StreamError(f"provider '{provider.name}' sent nothing for {clock.idle_s:g} s", type="timeout_error")
+    return UpstreamTimeout(f"provider '{provider.name}' sent no data within {clock.first_byte_s:g} s")

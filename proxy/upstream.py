@@ -1,0 +1,137 @@
+"""The network side: opening a request to a provider and reading its response.
+
+``UpstreamResponse`` is the one small interface the relay reads from; ``HTTPTransport`` is the
+real one (one ``ClientSession`` for the app's life, one keep-alive pool), and the mock provider
+implements the same interface in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import aiohttp
+
+from proxy.config import ProviderConfig
+from proxy.errors import UpstreamTimeout, UpstreamUnavailable
+from proxy.providers.base import UpstreamRequest
+
+__all__ = ["HTTPTransport", "UpstreamResponse"]
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, one item per network read."""
+        ...
+
+    async def read(self) -> bytes: ...
+
+    def close(self) -> None:
+        """Drop the connection (a provider stops generating when its socket closes)."""
+        ...
+
+
+class _HTTPResponse:
+    __slots__ = ("_resp", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+def describe(exc: BaseException) -> str:
+    """A short, key-free description of a network error (no URLs, no headers)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    text = str(exc) if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientError) else ""
+    return f"{type(exc).__name__}{': ' + text if text else ''}"
+
+
+class HTTPTransport:
+    """Opens provider requests over one keep-alive connection pool."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            skip_auto_headers=("User-Agent",),
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> UpstreamResponse:
+        """Send ``req``; return once the response headers are in.
+
+        Raises ``UpstreamUnavailable`` (502) when the provider cannot be reached and
+        ``UpstreamTimeout`` (504) when it does not answer within its first-byte timeout.
+        """
+        assert self._session is not None, "HTTPTransport.start() was not awaited"
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=provider.connect_timeout_s, sock_connect=provider.connect_timeout_s
+        )
+        try:
+            async with asyncio.timeout(provider.first_byte_timeout_s):
+                resp = await self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"provider '{provider.name}' sent no response within {provider.first_byte_timeout_s:g} s"
+            ) from None
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(
+                f"provider '{provider.name}' could not be connected within {provider.connect_timeout_s:g} s"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(f"provider '{provider.name}' is unreachable: {describe(exc)}") from None
+        return _HTTPResponse(resp)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+async def read_body(resp: UpstreamResponse, provider: ProviderConfig) -> bytes:
+    """The whole body of a non-stream response, within the provider's first-byte timeout."""
+    try:
+        async with asyncio.timeout(provider.first_byte_timeout_s):
+            return await resp.read()
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"provider '{provider.name}' did not finish its response within {provider.first_byte_timeout_s:g} s"
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(f"provider '{provider.name}' failed mid-response: {describe(exc)}") from None
