@@ -39,6 +39,7 @@ class State:
 
 
 STATE = web.AppKey("state", State)
+REQUEST_ID = web.RequestKey("request_id", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,19 +58,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ProxyError as err:
-        return _error_response(err, request.get("request_id"))
+        return _error_response(err, request.get(REQUEST_ID))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         etype = "not_found_error" if exc.status == 404 else "invalid_request_error"
         message = f"{request.method} {request.path}: {exc.reason}"
-        return _error_response(ProxyError(message, status=exc.status, type=etype), request.get("request_id"))
+        return _error_response(ProxyError(message, status=exc.status, type=etype), request.get(REQUEST_ID))
     except ClientDisconnected:
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         err = ProxyError("internal error in sse-proxy (see its log)", status=500, type="api_error")
-        return _error_response(err, request.get("request_id"))
+        return _error_response(err, request.get(REQUEST_ID))
 
 
 async def _read_json(request: web.Request, limit: int) -> JSONBody:
@@ -91,7 +92,7 @@ async def _read_json(request: web.Request, limit: int) -> JSONBody:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     request_id = os.urandom(12).hex()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.monotonic()
     body = await _read_json(request, state.config.server.max_body_bytes)
     validate_chat_request(body)

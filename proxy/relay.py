@@ -116,7 +116,9 @@ class _Clock:
         self._handle = loop.call_at(self._next_deadline(), self._tick)
 
     def _next_deadline(self) -> float:
-        deadline = self.last_read + (self.idle_s if self.seen else self.first_byte_s)
+        # Wake at least every idle_s: a first read may come at any moment and switch the
+        # deadline from first_byte_s to idle_s after it.
+        deadline = min(self.last_read + (self.idle_s if self.seen else self.first_byte_s), self._loop.time() + self.idle_s)
         if self._keepalive_s:
             deadline = min(deadline, self.last_write + self._keepalive_s)
         return deadline

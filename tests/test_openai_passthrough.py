@@ -1,0 +1,202 @@
+"""The OpenAI-compatible pass-through translator, alone (sans-IO)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from proxy.errors import StreamError, UpstreamError
+from proxy.providers.openai import PassthroughTranslator, build_request, translate_error, translate_response
+from proxy.config import build
+from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
+
+OPENAI_RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
+NORMALISED = sorted(
+    p for d in ("mistral", "groq", "deepseek") for p in (FIXTURES / d).glob("*.chunks.jsonl")
+)
+
+
+def framed(path: Path) -> bytes:
+    """A ``.chunks.jsonl`` recording with its SSE framing restored, as the provider sent it."""
+    lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+    return b"".join(b"data: " + line + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+
+
+def accumulate(output: bytes) -> dict[str, object]:
+    """What an OpenAI SDK client would assemble from the frames."""
+    content, reasoning, calls, finish, usage = [], [], {}, None, None
+    for frame in output.split(b"\n\n"):
+        if not frame or frame == b"data: [DONE]":
+            continue
+        chunk = orjson.loads(frame.removeprefix(b"data: "))
+        usage = chunk.get("usage") or usage
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            content.append(delta.get("content") or "")
+            reasoning.append(delta.get("reasoning_content") or "")
+            for call in delta.get("tool_calls") or ():
+                slot = calls.setdefault(call["index"], {"id": None, "name": "", "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] += call.get("function", {}).get("name") or ""
+                slot["arguments"] += call.get("function", {}).get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    return {"content": "".join(content), "reasoning": "".join(reasoning), "calls": calls, "finish": finish, "usage": usage}
+
+
+@pytest.mark.parametrize("path", OPENAI_RECORDINGS, ids=lambda p: p.name)
+def test_openai_recordings_pass_through_byte_for_byte(path: Path) -> None:
+    data = path.read_bytes()
+    out = assert_same_every_split(PassthroughTranslator, data)
+    assert out == data
+
+
+@pytest.mark.parametrize("path", NORMALISED, ids=lambda p: p.name)
+def test_deviating_providers_are_normalised_to_golden_output(path: Path) -> None:
+    out = assert_same_every_split(PassthroughTranslator, framed(path))
+    expected = path.with_name(path.name.replace(".chunks.jsonl", ".expected.sse")).read_bytes()
+    assert out == expected
+
+
+def test_mistral_tool_call_gets_index_type_and_separate_usage_chunk() -> None:
+    out = run_translator(PassthroughTranslator(), [framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")])
+    frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
+    call = frames[1]["choices"][0]["delta"]["tool_calls"][0]
+    assert (call["index"], call["type"], call["id"]) == (0, "function", "gSIMJiOkT")
+    assert "usage" not in frames[1]
+    assert frames[-1]["choices"] == [] and frames[-1]["usage"]["completion_tokens"] == 22
+    assert orjson.loads(accumulate(out)["calls"][0]["arguments"]) == {"location": "San Francisco"}
+
+
+def test_groq_usage_is_lifted_from_x_groq() -> None:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+             "x_groq": {"id": "req", "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}}
+    data = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    out = run_translator(PassthroughTranslator(), [data])
+    assert accumulate(out)["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    last = orjson.loads(out.split(b"\n\n")[1][6:])
+    assert last["choices"] == []
+
+
+def test_model_length_becomes_length_and_reasoning_is_mirrored() -> None:
+    chunks = [
+        {"id": "c", "choices": [{"index": 0, "delta": {"reasoning": "hmm"}, "finish_reason": None}]},
+        {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]},
+    ]
+    data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    result = accumulate(run_translator(PassthroughTranslator(), [data]))
+    assert result["finish"] == "length"
+    assert result["reasoning"] == "hmm"
+
+
+def test_crlf_framed_upstream_is_reframed_with_lf() -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    crlf = data.replace(b"\n", b"\r\n")
+    out = assert_same_every_split(PassthroughTranslator, crlf)
+    assert out == data
+
+
+def test_comments_pass_through_and_do_not_break_framing() -> None:
+    data = b": OPENROUTER PROCESSING\n\n" + (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    assert assert_same_every_split(PassthroughTranslator, data) == data
+
+
+def test_stream_without_done_is_truncated() -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    cut = data[: data.index(b"data: [DONE]")]
+    translator = PassthroughTranslator()
+    assert translator.feed(cut) == cut
+    with pytest.raises(StreamError, match="truncated"):
+        translator.finish()
+
+
+def test_stream_cut_mid_event_is_truncated() -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    translator = PassthroughTranslator()
+    out = translator.feed(data[:500])
+    assert data.startswith(out) and len(out) < 500
+    with pytest.raises(StreamError):
+        translator.finish()
+
+
+def test_error_frame_mid_stream_raises_with_frames_before_it() -> None:
+    good = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    bad = b'data: {"error":{"message":"model overloaded","type":"server_error","code":"overloaded"}}\n\n'
+    translator = PassthroughTranslator()
+    with pytest.raises(StreamError) as info:
+        translator.feed(good + bad)
+    assert info.value.output == good
+    assert info.value.message == "model overloaded"
+    assert info.value.code == "overloaded"
+
+
+def test_vllm_error_object_raises() -> None:
+    with pytest.raises(StreamError, match="boom"):
+        PassthroughTranslator().feed(b'data: {"object":"error","message":"boom","type":"BadRequestError"}\n\n')
+
+
+def test_malformed_json_in_a_frame_that_needs_a_look_raises() -> None:
+    with pytest.raises(StreamError, match="malformed"):
+        PassthroughTranslator().feed(b'data: {"x_groq": nope}\n\n')
+
+
+def test_content_mentioning_error_in_quotes_passes_untouched() -> None:
+    frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\\"error\\" said"},"finish_reason":null}]}\n\n'
+    assert PassthroughTranslator().feed(frame) == frame
+
+
+def test_nothing_after_done_is_forwarded() -> None:
+    translator = PassthroughTranslator()
+    assert translator.feed(b"data: [DONE]\n\ndata: {}\n\n") == b"data: [DONE]\n\n"
+    assert translator.done
+    assert translator.feed(b"data: {}\n\n") == b""
+    assert translator.finish() == b""
+
+
+def test_oversized_event_is_an_error_not_unbounded_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("proxy.providers.openai.MAX_EVENT_BYTES", 1000)
+    translator = PassthroughTranslator()
+    with pytest.raises(StreamError, match="exceeds"):
+        for _ in range(20):
+            translator.feed(b"data: " + b"x" * 100)
+
+
+def test_build_request_rewrites_only_model_and_uses_provider_key() -> None:
+    config = build({"providers": {"up": {"kind": "openai", "base_url": "http://h/v1/", "api_key": "sk-up",
+                                         "headers": {"X-Extra": "1"}}}}, "<t>", {})
+    body = {"model": "up/org/model", "messages": [{"role": "user", "content": "hi"}], "stream": True, "seed": 3}
+    req = build_request(body, "org/model", config.providers["up"], CTX)
+    assert req.url == "http://h/v1/chat/completions"
+    assert req.headers["Authorization"] == "Bearer sk-up"
+    assert req.headers["X-Extra"] == "1"
+    assert orjson.loads(req.body) == {**body, "model": "org/model"}
+    assert body["model"] == "up/org/model"  # the client's body is not mutated
+
+
+def test_non_stream_body_passes_through_or_is_normalised() -> None:
+    plain = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}'
+    assert translate_response(plain, CTX) is plain
+    mistral = {"choices": [{"index": 0, "finish_reason": "model_length", "message": {
+        "role": "assistant", "content": None, "tool_calls": [{"id": "abcdefghi", "function": {"name": "f", "arguments": "{}"}}]}}]}
+    fixed = orjson.loads(translate_response(orjson.dumps(mistral), CTX))
+    assert fixed["choices"][0]["finish_reason"] == "length"
+    assert fixed["choices"][0]["message"]["tool_calls"][0]["type"] == "function"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message", "etype"),
+    [
+        (429, b'{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}', "Rate limit", "requests"),
+        (400, b'{"object":"error","message":"bad field","type":"BadRequestError"}', "bad field", "BadRequestError"),
+        (422, b'{"detail":"unprocessable"}', "unprocessable", "invalid_request_error"),
+        (502, b"<html>Bad Gateway</html>", "upstream returned HTTP 502: <html>Bad Gateway</html>", "api_error"),
+        (500, b"", "upstream returned HTTP 500", "api_error"),
+    ],
+)
+def test_upstream_errors_become_openai_errors(status: int, body: bytes, message: str, etype: str) -> None:
+    err = translate_error(status, body)
+    assert isinstance(err, UpstreamError)
+    assert (err.status, err.message, err.type) == (status, message, etype)
+    assert set(orjson.loads(err.body())["error"]) == {"message", "type", "param", "code"}

@@ -1,0 +1,372 @@
+"""The relay against real fake OpenAI upstreams on 127.0.0.1, read with a raw HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.conftest import UPSTREAM_KEY, Recorder, frames, openai_provider
+from tests.support import FIXTURES
+
+RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
+CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+def send_all(data: bytes):  # noqa: ANN201 - handler factory
+    async def handler(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await response.write(data)
+
+    return handler
+
+
+async def post(url: Any, body: dict[str, Any] | bytes, **kw: Any) -> tuple[int, dict[str, str], bytes]:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    async with aiohttp.ClientSession() as session, session.post(url, data=data, **kw) as resp:
+        return resp.status, {k.title(): v for k, v in resp.headers.items()}, await resp.read()
+
+
+def error_of(body: bytes) -> dict[str, Any]:
+    error = orjson.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: p.name)
+async def test_recorded_streams_reach_the_client_byte_for_byte(path: Path, sse_upstream, start_proxy) -> None:
+    data = path.read_bytes()
+    upstream, rec = await sse_upstream(send_all(data))
+    proxy = await start_proxy(openai_provider(upstream))
+    status, headers, body = await post(proxy.make_url("/v1/chat/completions"), CHAT,
+                                       headers={"Authorization": "Bearer client-key"})
+    assert status == 200
+    assert body == data
+    assert headers["Content-Type"] == "text/event-stream"
+    assert headers["Cache-Control"] == "no-cache"
+    assert headers["X-Accel-Buffering"] == "no"
+    assert headers["X-Request-Id"]
+    assert "Content-Encoding" not in headers
+    sent = rec.requests[0]
+    assert sent["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert sent["body"] == {**CHAT, "model": "gpt-4o"}
+
+
+async def test_upstream_frames_split_across_reads_arrive_whole(sse_upstream, start_proxy) -> None:
+    data = (FIXTURES / "openai" / "chat-parallel-tool-calls.sse").read_bytes()
+
+    async def dribble(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        for i in range(0, len(data), 7):
+            await response.write(data[i : i + 7])
+            await asyncio.sleep(0)
+
+    upstream, _ = await sse_upstream(dribble)
+    proxy = await start_proxy(openai_provider(upstream))
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.make_url("/v1/chat/completions"), json=CHAT
+    ) as resp:
+        received = [piece async for piece in resp.content.iter_any()]
+    assert b"".join(received) == data
+    # Every piece the proxy wrote ends on a frame boundary: no half frames are forwarded.
+    assert all(piece.endswith(b"\n\n") for piece in received)
+
+
+async def test_legacy_function_call_frames_pass_through(sse_upstream, start_proxy) -> None:
+    data = b"".join(frames(
+        chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
+        chunk({"function_call": {"arguments": '{"city":'}}),
+        chunk({"function_call": {"arguments": '"Paris"}'}}),
+        chunk({}, "function_call"),
+        "[DONE]",
+    ))
+    upstream, _ = await sse_upstream(send_all(data))
+    proxy = await start_proxy(openai_provider(upstream))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert (status, body) == (200, data)
+
+
+async def test_first_frame_reaches_client_before_upstream_sends_the_next(sse_upstream, start_proxy) -> None:
+    """No buffering: the upstream waits for the client to see frame one before sending frame two."""
+    client_got_first = asyncio.Event()
+    first, second, done = frames(chunk({"content": "one"}), chunk({"content": "two"}, "stop"), "[DONE]")
+
+    async def lockstep(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await response.write(first)
+        await asyncio.wait_for(client_got_first.wait(), 10)
+        await response.write(second + done)
+
+    upstream, _ = await sse_upstream(lockstep)
+    proxy = await start_proxy(openai_provider(upstream))
+    async with aiohttp.ClientSession() as session, session.post(
+        proxy.make_url("/v1/chat/completions"), json=CHAT
+    ) as resp:
+        got = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
+        assert got == first
+        client_got_first.set()
+        assert await resp.read() == second + done
+
+
+async def test_slow_upstream_streams_every_frame(sse_upstream, start_proxy) -> None:
+    parts = frames(*[chunk({"content": f"t{i} "}) for i in range(5)], chunk({}, "stop"), "[DONE]")
+
+    async def slow(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        for part in parts:
+            await asyncio.sleep(0.05)
+            await response.write(part)
+
+    upstream, _ = await sse_upstream(slow)
+    proxy = await start_proxy(openai_provider(upstream))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 200 and body == b"".join(parts)
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
+async def test_upstream_error_status_before_stream_keeps_status_and_message(aiohttp_server, start_proxy, status) -> None:
+    async def fail(request: web.Request) -> web.Response:
+        body = {"error": {"message": f"upstream says {status}", "type": "x_error", "param": "p", "code": "c"}}
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fail)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(openai_provider(upstream))
+    got, headers, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert got == status
+    assert headers["Content-Type"].startswith("application/json")
+    assert error_of(body) == {"message": f"upstream says {status}", "type": "x_error", "param": "p", "code": "c"}
+
+
+async def test_error_frame_mid_stream_reaches_client_once_without_done(sse_upstream, start_proxy) -> None:
+    good = frames(chunk({"role": "assistant", "content": "par"}))[0]
+    bad = b'data: {"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}\n\n'
+    upstream, _ = await sse_upstream(send_all(good + bad))
+    proxy = await start_proxy(openai_provider(upstream))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 200
+    assert body.startswith(good)
+    rest = body[len(good):]
+    assert rest.count(b"data: ") == 1 and error_of(rest.removeprefix(b"data: "))["message"] == "overloaded"
+    assert b"[DONE]" not in body
+
+
+async def test_upstream_reset_mid_stream_becomes_error_frame(sse_upstream, start_proxy) -> None:
+    first = frames(chunk({"content": "hel"}))[0]
+
+    async def reset(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await response.write(first)
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+
+    upstream, _ = await sse_upstream(reset)
+    proxy = await start_proxy(openai_provider(upstream))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 200 and body.startswith(first)
+    error = error_of(body[len(first):].removeprefix(b"data: "))
+    assert "up" in error["message"]
+    assert b"[DONE]" not in body
+
+
+async def test_clean_close_without_done_is_reported_as_truncated(sse_upstream, start_proxy) -> None:
+    part = frames(chunk({"content": "partial"}))[0]
+    upstream, _ = await sse_upstream(send_all(part))
+    proxy = await start_proxy(openai_provider(upstream))
+    _, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert body.startswith(part)
+    assert "truncated" in error_of(body[len(part):].removeprefix(b"data: "))["message"]
+
+
+async def test_empty_stream_without_any_frame_is_an_http_error(sse_upstream, start_proxy) -> None:
+    upstream, _ = await sse_upstream(send_all(b""))
+    proxy = await start_proxy(openai_provider(upstream))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 502
+    assert "truncated" in error_of(body)["message"]
+
+
+async def test_client_disconnect_mid_stream_closes_upstream(sse_upstream, start_proxy) -> None:
+    first = frames(chunk({"content": "one"}))[0]
+
+    async def forever(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await response.write(first)
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            await response.write(b": still generating\n\n")
+
+    upstream, rec = await sse_upstream(forever)
+    proxy = await start_proxy(openai_provider(upstream))
+    session = aiohttp.ClientSession()
+    resp = await session.post(proxy.make_url("/v1/chat/completions"), json=CHAT)
+    assert await resp.content.readuntil(b"\n\n") == first
+    resp.close()
+    await session.close()
+    await asyncio.wait_for(rec.disconnected.wait(), 10)
+
+
+async def test_client_disconnect_before_first_token_closes_upstream(sse_upstream, start_proxy) -> None:
+    async def thinking(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await asyncio.sleep(60)
+
+    upstream, rec = await sse_upstream(thinking)
+    proxy = await start_proxy(openai_provider(upstream))
+    async with aiohttp.ClientSession() as session:
+        task = asyncio.ensure_future(session.post(proxy.make_url("/v1/chat/completions"), json=CHAT))
+        while not rec.calls:
+            await asyncio.sleep(0.01)
+        task.cancel()
+    await asyncio.wait_for(rec.disconnected.wait(), 10)
+
+
+async def test_idle_upstream_mid_stream_gets_error_frame(sse_upstream, start_proxy) -> None:
+    first = frames(chunk({"content": "one"}))[0]
+
+    async def stall(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await response.write(first)
+        await asyncio.sleep(30)
+
+    upstream, rec = await sse_upstream(stall)
+    proxy = await start_proxy(openai_provider(upstream, idle_timeout_s=0.3))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 200 and body.startswith(first)
+    error = error_of(body[len(first):].removeprefix(b"data: "))
+    assert error["type"] == "timeout_error" and "0.3 s" in error["message"]
+    await asyncio.wait_for(rec.disconnected.wait(), 10)
+
+
+async def test_upstream_silent_after_headers_times_out_as_504(sse_upstream, start_proxy) -> None:
+    async def silent(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
+        await asyncio.sleep(30)
+
+    upstream, _ = await sse_upstream(silent)
+    proxy = await start_proxy(openai_provider(upstream, first_byte_timeout_s=0.3))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 504 and error_of(body)["type"] == "timeout_error"
+
+
+async def test_upstream_hanging_before_headers_times_out_as_504(aiohttp_server, start_proxy) -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", hang)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(openai_provider(upstream, first_byte_timeout_s=0.3))
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 504 and "0.3 s" in error_of(body)["message"]
+
+
+async def test_unreachable_upstream_is_502(start_proxy) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = {"providers": {"up": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": UPSTREAM_KEY}}}
+    proxy = await start_proxy(data)
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 502
+    assert "unreachable" in error_of(body)["message"]
+
+
+async def test_non_stream_json_is_relayed(aiohttp_server, start_proxy) -> None:
+    completion = {"id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response(completion)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", ok)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(openai_provider(upstream))
+    status, headers, body = await post(proxy.make_url("/v1/chat/completions"), {**CHAT, "stream": False})
+    assert status == 200 and orjson.loads(body) == completion
+    assert headers["X-Proxy-Model"] == "up/gpt-4o"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (orjson.dumps({"messages": []}), 400, "model"),
+        (orjson.dumps({"model": "up/x", "messages": "hi"}), 400, "messages"),
+        (orjson.dumps({"model": "up/x", "messages": [{"role": "robot", "content": "x"}]}), 400, "messages[0].role"),
+        (orjson.dumps({**CHAT, "temperature": "hot"}), 400, "temperature"),
+        (orjson.dumps({**CHAT, "stream": "yes"}), 400, "stream"),
+        (orjson.dumps({**CHAT, "n": True}), 400, "n"),
+        (orjson.dumps({**CHAT, "model": "nowhere/x"}), 404, "model"),
+        (orjson.dumps({**CHAT, "model": "noslash"}), 400, "model"),
+    ],
+)
+async def test_bad_requests_get_clear_errors(start_proxy, payload: bytes, status: int, param: str | None) -> None:
+    proxy = await start_proxy({"providers": {"up": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}})
+    got, _, body = await post(proxy.make_url("/v1/chat/completions"), payload)
+    assert got == status
+    error = error_of(body)
+    assert error["param"] == param
+    if status == 404:
+        assert "known providers" in error["message"] and "up" in error["message"]
+
+
+async def test_body_over_the_limit_is_413(start_proxy) -> None:
+    proxy = await start_proxy({"server": {"max_body_bytes": 1000}})
+    big = orjson.dumps({"model": "mock/x", "messages": [{"role": "user", "content": "x" * 5000}]})
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), big)
+    assert status == 413 and "limit" in error_of(body)["message"]
+
+
+async def test_missing_key_names_the_variable(start_proxy) -> None:
+    proxy = await start_proxy()
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), {**CHAT, "model": "anthropic/claude-sonnet-4-5"})
+    assert status == 401
+    assert "ANTHROPIC_API_KEY" in error_of(body)["message"]
+
+
+async def test_unknown_route_is_an_openai_shaped_404(start_proxy) -> None:
+    proxy = await start_proxy()
+    async with aiohttp.ClientSession() as session, session.get(proxy.make_url("/v1/nothing")) as resp:
+        assert resp.status == 404
+        assert error_of(await resp.read())["type"] == "not_found_error"
+
+
+async def test_models_and_health(start_proxy) -> None:
+    proxy = await start_proxy(env={"OPENAI_API_KEY": "sk-test"})
+    async with aiohttp.ClientSession() as session:
+        async with session.get(proxy.make_url("/healthz")) as resp:
+            assert resp.status == 200
+        async with session.get(proxy.make_url("/v1/models")) as resp:
+            listing = await resp.json()
+    ids = {m["id"]: m["owned_by"] for m in listing["data"]}
+    assert listing["object"] == "list"
+    assert ids["openai/gpt-4o"] == "openai" and ids["mock/echo"] == "mock"
+    assert not any(i.startswith("anthropic/") for i in ids)  # no key, not usable
+
+
+async def test_provider_key_never_reaches_client_or_log(sse_upstream, aiohttp_server, start_proxy, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def leaky(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "bad request"}}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", leaky)
+    upstream = await aiohttp_server(app)
+    proxy = await start_proxy(openai_provider(upstream))
+    bodies = []
+    for body in (CHAT, {**CHAT, "stream": False}, {**CHAT, "model": "nowhere/x"}):
+        _, headers, raw = await post(proxy.make_url("/v1/chat/completions"), body)
+        bodies.append(raw + repr(headers).encode())
+    assert not any(UPSTREAM_KEY.encode() in b for b in bodies)
+    assert UPSTREAM_KEY not in caplog.text
