@@ -200,3 +200,18 @@ def test_upstream_errors_become_openai_errors(status: int, body: bytes, message:
     assert isinstance(err, UpstreamError)
     assert (err.status, err.message, err.type) == (status, message, etype)
     assert set(orjson.loads(err.body())["error"]) == {"message", "type", "param", "code"}
+
+
+def test_frames_after_the_learnt_template_are_still_checked() -> None:
+    """The content-frame fast path must never let a deviating frame through untouched."""
+    head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+    plain = head + b'"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    quoted = head + b'"delta":{"content":"say \\"hi\\""},"finish_reason":null}]}\n\n'
+    reasoning = head + b'"delta":{"content":"x","reasoning":"why"},"finish_reason":null}]}\n\n'
+    sneaky = head + b'"delta":{"content":"a"},"finish_reason":"model_length"}]}\n\n'
+    translator = PassthroughTranslator()
+    assert translator.feed(plain) == plain  # learns the template
+    assert translator.feed(plain) == plain  # fast path
+    assert translator.feed(quoted) == quoted
+    assert orjson.loads(translator.feed(reasoning)[6:])["choices"][0]["delta"]["reasoning_content"] == "why"
+    assert orjson.loads(translator.feed(sneaky)[6:])["choices"][0]["finish_reason"] == "length"

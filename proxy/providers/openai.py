@@ -44,6 +44,7 @@ _TRIGGERS = (
     b'"reasoning":',
 )
 _DONE = b"data: [DONE]"
+_CONTENT_KEY = b'"delta":{"content":"'
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -59,36 +60,71 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
 class PassthroughTranslator:
     """OpenAI frames in, the same frames out; see the module docstring for the exceptions."""
 
-    __slots__ = ("_buf", "_decoder", "_next_tool", "done")
+    __slots__ = ("_buf", "_decoder", "_next_tool", "_prefix", "_suffix", "done")
 
     def __init__(self, ctx: StreamContext | None = None) -> None:
         self._buf = b""
         self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
         self._next_tool = 0
+        # The stream's frame template, learnt from its first plain content frame: every text
+        # before the content string, and every text after it. A later frame with the same two
+        # ends and no quote between them holds nothing but content, so it needs no byte search.
+        self._prefix: bytes | None = None
+        self._suffix = b""
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
-        if self._decoder is not None or b"\r" in data:
+        if self._decoder is not None:
             return self._feed_decoded(data)
         if self._buf:
             data = self._buf + data
         end = data.rfind(b"\n\n")
         if end < 0:
+            if b"\r" in data:  # CR/CRLF framing never contains a bare LF LF
+                self._buf = b""
+                return self._feed_decoded(data)
             if len(data) > MAX_EVENT_BYTES:
                 raise StreamError(f"an upstream event exceeds {MAX_EVENT_BYTES} bytes")
             self._buf = data
             return b""
         end += 2
-        out, self._buf = (data[:end], data[end:]) if end < len(data) else (data, b"")
+        if end == len(data):
+            out, self._buf = data, b""
+        else:
+            out, self._buf = data[:end], data[end:]
+        # Fast path: one content frame shaped like the stream's earlier ones needs no look.
+        prefix = self._prefix
+        if prefix is not None and out.startswith(prefix) and out.endswith(self._suffix):
+            if b'"' not in out[len(prefix) : len(out) - len(self._suffix)]:
+                return out
         if _DONE in out:
             self.done = True
             out = out[: out.index(_DONE)] + b"data: [DONE]\n\n"
         for trigger in _TRIGGERS:
             if trigger in out:
                 return self._normalise(out)
+        if prefix is None and not self.done:
+            self._learn(out)
         return out
+
+    def _learn(self, frame: bytes) -> None:
+        """Remember the frame's text before and after its content string (see ``feed``)."""
+        start = frame.find(_CONTENT_KEY)
+        if start < 0 or frame.count(b"\n\n") != 1:
+            return
+        start += len(_CONTENT_KEY)
+        end = start
+        while True:  # the closing quote: one not preceded by an odd run of backslashes
+            end = frame.find(b'"', end)
+            if end < 0:
+                return
+            backslashes = len(frame[start:end]) - len(frame[start:end].rstrip(b"\\"))
+            if backslashes % 2 == 0:
+                break
+            end += 1
+        self._prefix, self._suffix = frame[:start], frame[end:]
 
     def finish(self) -> bytes:
         if self._decoder is not None and not self.done:
