@@ -29,16 +29,19 @@ Request (OpenAI → Anthropic), decisions the OpenAI shape leaves open:
   ``frequency_penalty``, ``seed``, ``logit_bias``, ``metadata``, ``store``, ``service_tier``,
   ``stream_options``. ``n > 1`` is a 400 (one answer would be wrong). ``top_k`` passes through.
 
-Stream (Anthropic SSE → OpenAI chunks): ``message_start`` sends the role chunk (with
-``content: ""``, as OpenAI does); every text, thinking or argument delta is one chunk, sent at
-once. A tool call with no argument fragments gets ``"{}"`` at its block's end. A thinking
-block's signature (and a redacted thinking block) becomes ``delta.thinking_blocks`` with one
-entry carrying an ``index`` counter, so that openai-python's stream accumulator merges several
-blocks instead of failing. ``stop_reason``: ``end_turn``/``stop_sequence``/``pause_turn`` →
-``stop`` (a paused server-tool turn can be continued by sending it back),
-``max_tokens``/``model_context_window_exceeded`` → ``length``, ``tool_use`` → ``tool_calls``,
-``refusal`` → ``content_filter``, with the refusal's explanation (when given) as
-``delta.refusal``. Events after ``message_stop`` are ignored.
+Stream (Anthropic SSE → OpenAI chunks): ``message_start`` writes nothing; the role rides on
+the first content chunk. Until then the client has been sent nothing, so an ``error`` event
+right after ``message_start`` (typically ``overloaded_error``) fails the attempt before the
+first byte and the router can still retry it or fall back. Every text, thinking or argument
+delta is one chunk, sent at once. A tool call with no argument fragments gets ``"{}"`` at its
+block's end. A thinking block's signature (and a redacted thinking block) becomes
+``delta.thinking_blocks`` with one entry carrying an ``index`` counter, so that openai-python's
+stream accumulator merges several blocks instead of failing.
+
+``stop_reason``: ``end_turn``/``stop_sequence``/``pause_turn`` → ``stop`` (a paused server-tool
+turn can be continued by sending it back), ``max_tokens``/``model_context_window_exceeded`` →
+``length``, ``tool_use`` → ``tool_calls``, ``refusal`` → ``content_filter`` with the refusal's
+explanation (when given) as ``delta.refusal``. Events after ``message_stop`` are ignored.
 
 Errors: Anthropic error types map to OpenAI's (``code`` keeps Anthropic's type); an HTTP 529
 (overloaded) is reported as 503.
@@ -78,8 +81,7 @@ EFFORT_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 409
 JSON_TOOL = "_proxy_json_response"
 
 JSON_OBJECT_INSTRUCTION = (
-    "Respond with a single valid JSON object and nothing else: no Markdown code fences, "
-    "no text before or after it."
+    "Respond with a single valid JSON object and nothing else: no Markdown code fences, no text before or after it."
 )
 JSON_TOOL_INSTRUCTION = (
     f"When you give your final answer, give it by calling the {JSON_TOOL} tool with the answer "
@@ -127,9 +129,7 @@ _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 # Request
 
 
-def build_request(
-    body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext
-) -> UpstreamRequest:
+def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
     """The client's OpenAI chat body as an Anthropic Messages request (``body`` is not changed)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -151,7 +151,7 @@ def build_request(
     system += _response_format(body, tools)
     if tools:
         out["tools"] = tools
-        choice = _json_tool_choice(body, tools, choice, thinking_on, system)
+        choice = _json_tool_choice(tools, choice, thinking_on, system)
     if choice is not None:
         out["tool_choice"] = choice
     if system:
@@ -202,9 +202,7 @@ def _thinking(body: JSONBody) -> JSONBody | None:
     native = body.get("thinking")
     if native is not None:
         if not isinstance(native, dict) or not isinstance(native.get("type"), str):
-            raise BadRequest(
-                "'thinking' must be an Anthropic thinking object with a 'type'", param="thinking"
-            )
+            raise BadRequest("'thinking' must be an Anthropic thinking object with a 'type'", param="thinking")
         return dict(native)
     budget = body.get("thinking_budget")
     if budget is not None:
@@ -218,9 +216,7 @@ def _thinking(body: JSONBody) -> JSONBody | None:
     if effort is None or effort == "none":
         return None
     if effort not in EFFORT_BUDGETS:
-        raise BadRequest(
-            "'reasoning_effort' must be one of none, minimal, low, medium, high", param="reasoning_effort"
-        )
+        raise BadRequest("'reasoning_effort' must be one of none, minimal, low, medium, high", param="reasoning_effort")
     return {"type": "enabled", "budget_tokens": EFFORT_BUDGETS[effort]}
 
 
@@ -235,10 +231,10 @@ def _sampling(body: JSONBody, out: JSONBody) -> None:
             out[key] = body[key]
     stop = body.get("stop")
     if isinstance(stop, str):
-        out["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            out["stop_sequences"] = list(stop)
+        stop = [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if any(stop):
+            out["stop_sequences"] = [s for s in stop if s]  # Anthropic rejects empty sequences
     elif stop is not None:
         raise BadRequest("'stop' must be a string or a list of strings", param="stop")
     user = body.get("user")
@@ -465,8 +461,7 @@ def _thinking_blocks(raw: Any, where: str) -> list[JSONBody]:
             blocks.append({"type": "redacted_thinking", "data": block["data"]})
             continue
         raise BadRequest(
-            f"'{pwhere}[{k}]' must be {{type: thinking, thinking, signature}}"
-            " or {type: redacted_thinking, data}",
+            f"'{pwhere}[{k}]' must be {{type: thinking, thinking, signature}} or {{type: redacted_thinking, data}}",
             param=f"{pwhere}[{k}]",
         )
     return blocks
@@ -584,9 +579,7 @@ def _response_format(body: JSONBody, tools: list[JSONBody]) -> list[JSONBody]:
     assert isinstance(rf, dict)
     spec = rf.get("json_schema")
     if not isinstance(spec, dict):
-        raise BadRequest(
-            "'response_format.json_schema' must be an object", param="response_format.json_schema"
-        )
+        raise BadRequest("'response_format.json_schema' must be an object", param="response_format.json_schema")
     description = "Give the final answer as this tool's input."
     if isinstance(spec.get("name"), str):
         description += f" The answer is a {spec['name']}."
@@ -598,7 +591,7 @@ def _response_format(body: JSONBody, tools: list[JSONBody]) -> list[JSONBody]:
 
 
 def _json_tool_choice(
-    body: JSONBody, tools: list[JSONBody], choice: JSONBody | None, thinking_on: bool, system: list[JSONBody]
+    tools: list[JSONBody], choice: JSONBody | None, thinking_on: bool, system: list[JSONBody]
 ) -> JSONBody | None:
     """The tool choice once the ``json_schema`` answer tool (if any) is among ``tools``."""
     if tools[-1]["name"] != JSON_TOOL:
@@ -735,7 +728,7 @@ class AnthropicStream:
         message = data.get("message")
         if isinstance(message, dict):
             self._usage.update(message.get("usage"))
-        return self._writer.content("")
+        return b""  # the role rides on the first content chunk; see the module docstring
 
     def _block_start(self, data: JSONBody) -> bytes:
         block = data.get("content_block")
@@ -797,9 +790,9 @@ class AnthropicStream:
             return self._writer.content(text) if isinstance(text, str) and text else b""
         if dtype == "input_json_delta":
             fragment = delta.get("partial_json")
-            if state is None or state.kind not in ("tool", "json") or not fragment:
+            if state is None or state.kind not in ("tool", "json") or not isinstance(fragment, str):
                 return b""
-            return self._arguments(state, str(fragment))
+            return self._arguments(state, fragment) if fragment else b""
         if dtype == "thinking_delta":
             text = delta.get("thinking")
             if not isinstance(text, str) or not text:
