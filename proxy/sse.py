@@ -38,6 +38,14 @@ class Event:
     retry: int | None = None
 
 
+def _line_cost(line: bytes) -> int:
+    """What an unfinished line will add to its event once complete, counted like ``_field`` does,
+    so that hitting the cap does not depend on where the reads were split."""
+    if not line.startswith(b"data:"):
+        return len(line)
+    return len(line) - (6 if line[5:6] == b" " else 5) + 1
+
+
 class SSEDecoder:
     """Incremental decoder: ``feed(bytes) -> list[Event]``, then ``close()`` at end of input."""
 
@@ -71,8 +79,6 @@ class SSEDecoder:
                 buf += b"\r"  # may be half of a CRLF: decide when the next byte comes
         lines = buf.split(b"\n")
         self._buf = lines.pop()
-        if len(self._buf) + self._pending > self._max:
-            raise EventTooLarge(f"an SSE event exceeds {self._max} bytes")
         events: list[Event] = []
         for line in lines:
             if line:
@@ -81,6 +87,8 @@ class SSEDecoder:
                 events.append(self._dispatch())
             else:
                 self._event = ""  # a blank line with no data resets the event type
+        if self._pending + _line_cost(self._buf) > self._max:
+            raise EventTooLarge(f"an SSE event exceeds {self._max} bytes")
         return events
 
     def close(self) -> list[Event]:
