@@ -38,25 +38,17 @@ class Event:
     retry: int | None = None
 
 
-def _line_cost(line: bytes) -> int:
-    """What an unfinished line will add to its event once complete, counted like ``_field`` does,
-    so that hitting the cap does not depend on where the reads were split."""
-    if not line.startswith(b"data:"):
-        return len(line)
-    return len(line) - (6 if line[5:6] == b" " else 5) + 1
-
-
 class SSEDecoder:
     """Incremental decoder: ``feed(bytes) -> list[Event]``, then ``close()`` at end of input."""
 
-    __slots__ = ("_buf", "_data", "_event", "_id", "_max", "_pending", "_retry", "_started")
+    __slots__ = ("_buf", "_data", "_event", "_id", "_max", "_retry", "_size", "_started")
 
     def __init__(self, max_event_bytes: int = 16 * 1024 * 1024) -> None:
         self._max = max_event_bytes
         self._buf = b""  # bytes of an incomplete line (CRs already normalised away)
         self._started = False  # whether the BOM check has been made
         self._data: list[bytes] = []
-        self._pending = 0  # bytes held in _data
+        self._size = 0  # bytes of the lines since the last blank line
         self._event = ""
         self._id: str | None = None
         self._retry: int | None = None
@@ -82,12 +74,20 @@ class SSEDecoder:
         events: list[Event] = []
         for line in lines:
             if line:
+                # The cap counts every line since the last blank one, as it grows: the count only
+                # rises within an event, so whether it is hit cannot depend on how reads split.
+                self._size += len(line) + 1
+                if self._size > self._max:
+                    raise EventTooLarge(f"an SSE event exceeds {self._max} bytes")
                 self._field(line)
-            elif self._data:
+                continue
+            self._size = 0
+            if self._data:
                 events.append(self._dispatch())
             else:
                 self._event = ""  # a blank line with no data resets the event type
-        if self._pending + _line_cost(self._buf) > self._max:
+        # The unfinished line, less a held CR (which may only end a blank line, costing nothing).
+        if self._size + len(self._buf.removesuffix(b"\r")) > self._max:
             raise EventTooLarge(f"an SSE event exceeds {self._max} bytes")
         return events
 
@@ -107,9 +107,6 @@ class SSEDecoder:
             value = value[1:]
         if name == b"data":
             self._data.append(value)
-            self._pending += len(value) + 1
-            if self._pending > self._max:
-                raise EventTooLarge(f"an SSE event exceeds {self._max} bytes")
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         elif name == b"id":
@@ -122,7 +119,6 @@ class SSEDecoder:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         event = Event(data, self._event or "message", self._id, self._retry)
         self._data = []
-        self._pending = 0
         self._event = ""
         self._retry = None
         return event
