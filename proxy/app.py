@@ -7,6 +7,7 @@ response to the relay (stream) or translates the whole body (non-stream).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -69,8 +70,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        err = ProxyError("internal error in sse-proxy (see its log)", status=500, type="api_error")
-        return _error_response(err, request.get(REQUEST_ID))
+        internal = ProxyError("internal error in sse-proxy (see its log)", status=500, type="api_error")
+        return _error_response(internal, request.get(REQUEST_ID))
 
 
 async def _read_json(request: web.Request, limit: int) -> JSONBody:
@@ -98,19 +99,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     validate_chat_request(body)
     stream = body.get("stream") is True
     options = body.get("stream_options")
-    ctx_base = {
-        "id": f"chatcmpl-{request_id}",
-        "created": int(time.time()),
-        "include_usage": stream and isinstance(options, dict) and options.get("include_usage") is True,
-        "legacy_functions": bool(body.get("functions")) and not body.get("tools"),
-        "call_id_prefix": request_id[:16],
-    }
+    ctx_base = StreamContext(
+        id=f"chatcmpl-{request_id}",
+        created=int(time.time()),
+        model="",
+        include_usage=stream and isinstance(options, dict) and options.get("include_usage") is True,
+        legacy_functions=bool(body.get("functions")) and not body.get("tools"),
+        call_id_prefix=request_id[:16],
+    )
     attempts = state.router.attempts(body)
     while True:
         target = await attempts.next()  # raises the last error when no attempt is left
         headers = {"X-Request-Id": request_id, "X-Proxy-Model": target.label, "X-Proxy-Attempts": str(attempts.count)}
         try:
-            ctx = StreamContext(model=target.model, **ctx_base)
+            ctx = dataclasses.replace(ctx_base, model=target.model)
             response = await _attempt(request, state, target, body, ctx, stream, headers)
         except ProxyError as err:
             log.info("%s %s attempt %d failed: %s", request_id, target.label, attempts.count, err.message)

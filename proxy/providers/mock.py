@@ -113,8 +113,8 @@ class MockResponse:
 
     async def read(self) -> bytes:
         if self.status != 200:
-            message = f"mock failure with HTTP {self.status}"
-            return orjson.dumps({"error": {"message": message, "type": "mock_error", "param": None, "code": None}})
+            text = f"mock failure with HTTP {self.status}"
+            return orjson.dumps({"error": {"message": text, "type": "mock_error", "param": None, "code": None}})
         plan = _Plan(self.body, self.options)
         message: JSONBody = {"role": "assistant", "content": None, "refusal": None}
         reason = "stop"

@@ -132,7 +132,7 @@ class PassthroughTranslator:
                 tail = self._frames(self._decoder.close())
             except SSEError:
                 tail = b""
-            if self.done:
+            if tail.endswith(b"data: [DONE]\n\n"):
                 return tail
         if not self.done:
             raise StreamError("the upstream stream ended before [DONE]: the response is truncated")
