@@ -118,7 +118,8 @@ class _Clock:
     def _next_deadline(self) -> float:
         # Wake at least every idle_s: a first read may come at any moment and switch the
         # deadline from first_byte_s to idle_s after it.
-        deadline = min(self.last_read + (self.idle_s if self.seen else self.first_byte_s), self._loop.time() + self.idle_s)
+        limit = self.idle_s if self.seen else self.first_byte_s
+        deadline = min(self.last_read + limit, self._loop.time() + self.idle_s)
         if self._keepalive_s:
             deadline = min(deadline, self.last_write + self._keepalive_s)
         return deadline

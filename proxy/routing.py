@@ -241,6 +241,15 @@ class Router:
         state.cursor = index + 1
         return Target(provider.with_key(keys[index]), target.model, target.label)
 
+    def has_free_key(self, target: Target) -> bool:
+        """Whether the target's provider has a key that is not resting after a 429."""
+        keys = target.provider.api_keys
+        if len(keys) <= 1:
+            return False
+        state = self._keys.get(target.provider.name)
+        now = self._clock()
+        return state is None or any(state.limited_until.get(i, 0.0) <= now for i in range(len(keys)))
+
     def key_limited(self, target: Target, retry_after: float | None) -> None:
         provider = target.provider
         base = self._config.providers.get(provider.name)
@@ -319,8 +328,10 @@ class Attempts:
             return None
         base = step.backoff_ms[min(self._try - 1, len(step.backoff_ms) - 1)] / 1000 if step.backoff_ms else 0.0
         delay = base * self._router._rng.uniform(0.9, 1.1)
-        if self._error.retry_after is not None:
-            delay = max(delay, self._error.retry_after)
+        if self._error.retry_after is not None and not (
+            self._error.status == 429 and self._router.has_free_key(step.target)
+        ):
+            delay = max(delay, self._error.retry_after)  # (another key of this provider need not wait)
         if self._router._clock() + delay > self._deadline:
             return None
         return delay

@@ -98,9 +98,10 @@ def test_crlf_framed_upstream_is_reframed_with_lf() -> None:
     assert out == data
 
 
-def test_comments_pass_through_and_do_not_break_framing() -> None:
-    data = b": OPENROUTER PROCESSING\n\n" + (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
-    assert assert_same_every_split(PassthroughTranslator, data) == data
+def test_upstream_comments_are_not_forwarded_and_do_not_break_framing() -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    with_comments = b": OPENROUTER PROCESSING\n\n" + data.replace(b"\n\ndata: ", b"\n\n: ping\n\ndata: ", 3)
+    assert assert_same_every_split(PassthroughTranslator, with_comments) == data
 
 
 def test_stream_without_done_is_truncated() -> None:

@@ -96,9 +96,20 @@ class PassthroughTranslator:
             out, self._buf = data[:end], data[end:]
         # Fast path: one content frame shaped like the stream's earlier ones needs no look.
         prefix = self._prefix
-        if prefix is not None and out.startswith(prefix) and out.endswith(self._suffix):
-            if b'"' not in out[len(prefix) : len(out) - len(self._suffix)]:
-                return out
+        if (
+            prefix is not None
+            and out.startswith(prefix)
+            and out.endswith(self._suffix)
+            and b'"' not in out[len(prefix) : len(out) - len(self._suffix)]
+        ):
+            return out
+        if out[:1] == b":" or b"\n:" in out:
+            # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
+            # first frame they would start the client response and rule out a fallback; the
+            # proxy's own keep-alive (server.keepalive_s) covers silence towards the client.
+            out = _strip_comments(out)
+            if not out:
+                return b""
         if _DONE in out:
             self.done = True
             out = out[: out.index(_DONE)] + b"data: [DONE]\n\n"
@@ -209,6 +220,11 @@ class PassthroughTranslator:
             if "id" in call and "type" not in call:
                 call["type"] = "function"
         _fix_content_parts(delta)
+
+
+def _strip_comments(out: bytes) -> bytes:
+    """``out`` without its comment-only frames (a JSON frame never holds a raw newline)."""
+    return b"".join(frame + b"\n\n" for frame in out.split(b"\n\n") if frame and frame[:1] != b":")
 
 
 def _needs_parse(frame: bytes) -> bool:
