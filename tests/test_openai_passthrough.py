@@ -216,3 +216,10 @@ def test_frames_after_the_learnt_template_are_still_checked() -> None:
     assert translator.feed(quoted) == quoted
     assert orjson.loads(translator.feed(reasoning)[6:])["choices"][0]["delta"]["reasoning_content"] == "why"
     assert orjson.loads(translator.feed(sneaky)[6:])["choices"][0]["finish_reason"] == "length"
+
+
+def test_done_inside_content_does_not_end_the_stream() -> None:
+    frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"data: [DONE] is the end marker"}}]}\n\n'
+    translator = PassthroughTranslator()
+    assert translator.feed(frame + frame) == frame + frame
+    assert not translator.done

@@ -74,6 +74,20 @@ class PassthroughTranslator:
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
+        # Fast path: a read holding exactly one content frame shaped like the stream's earlier
+        # ones needs no look at all (see ``_learn``). Nothing is buffered, and the frame is whole.
+        prefix = self._prefix
+        if (
+            prefix is not None
+            and not self._buf
+            and data.startswith(prefix)
+            and data.endswith(self._suffix)
+            and b'"' not in data[len(prefix) : len(data) - len(self._suffix)]
+        ):
+            return data
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
         if self._decoder is not None:
@@ -94,15 +108,7 @@ class PassthroughTranslator:
             out, self._buf = data, b""
         else:
             out, self._buf = data[:end], data[end:]
-        # Fast path: one content frame shaped like the stream's earlier ones needs no look.
         prefix = self._prefix
-        if (
-            prefix is not None
-            and out.startswith(prefix)
-            and out.endswith(self._suffix)
-            and b'"' not in out[len(prefix) : len(out) - len(self._suffix)]
-        ):
-            return out
         if out[:1] == b":" or b"\n:" in out:
             # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
             # first frame they would start the client response and rule out a fallback; the
@@ -110,9 +116,11 @@ class PassthroughTranslator:
             out = _strip_comments(out)
             if not out:
                 return b""
-        if _DONE in out:
+        done_at = _done_index(out)
+        if done_at >= 0:
             self.done = True
-            out = out[: out.index(_DONE)] + b"data: [DONE]\n\n"
+            self._prefix = None  # nothing passes after [DONE]
+            out = out[:done_at] + b"data: [DONE]\n\n"
         for trigger in _TRIGGERS:
             if trigger in out:
                 return self._normalise(out)
@@ -220,6 +228,14 @@ class PassthroughTranslator:
             if "id" in call and "type" not in call:
                 call["type"] = "function"
         _fix_content_parts(delta)
+
+
+def _done_index(out: bytes) -> int:
+    """Where a ``data: [DONE]`` frame starts in ``out`` (never inside a content string), or -1."""
+    if out.startswith(_DONE):
+        return 0
+    at = out.find(b"\n\n" + _DONE)
+    return at + 2 if at >= 0 else -1
 
 
 def _strip_comments(out: bytes) -> bytes:
