@@ -115,7 +115,11 @@ def test_cli_serves_the_mock_and_prints_one_line(workers: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -124,7 +128,9 @@ def test_cli_serves_the_mock_and_prints_one_line(workers: int) -> None:
         assert f"workers: {workers}" in line and "mock" in line and "OPENAI_API_KEY" in line
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=2)
         for _ in range(4):  # with two workers, requests may land on either
-            completion = client.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": "ping"}])
+            completion = client.chat.completions.create(
+                model="mock/echo", messages=[{"role": "user", "content": "ping"}]
+            )
             assert completion.choices[0].message.content == "ping"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -7,15 +7,13 @@ from pathlib import Path
 import orjson
 import pytest
 
+from proxy.config import build
 from proxy.errors import StreamError, UpstreamError
 from proxy.providers.openai import PassthroughTranslator, build_request, translate_error, translate_response
-from proxy.config import build
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
 
 OPENAI_RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
-NORMALISED = sorted(
-    p for d in ("mistral", "groq", "deepseek") for p in (FIXTURES / d).glob("*.chunks.jsonl")
-)
+NORMALISED = sorted(p for d in ("mistral", "groq", "deepseek") for p in (FIXTURES / d).glob("*.chunks.jsonl"))
 
 
 def framed(path: Path) -> bytes:
@@ -42,7 +40,13 @@ def accumulate(output: bytes) -> dict[str, object]:
                 slot["name"] += call.get("function", {}).get("name") or ""
                 slot["arguments"] += call.get("function", {}).get("arguments") or ""
             finish = choice.get("finish_reason") or finish
-    return {"content": "".join(content), "reasoning": "".join(reasoning), "calls": calls, "finish": finish, "usage": usage}
+    return {
+        "content": "".join(content),
+        "reasoning": "".join(reasoning),
+        "calls": calls,
+        "finish": finish,
+        "usage": usage,
+    }
 
 
 @pytest.mark.parametrize("path", OPENAI_RECORDINGS, ids=lambda p: p.name)
@@ -70,9 +74,14 @@ def test_mistral_tool_call_gets_index_type_and_separate_usage_chunk() -> None:
 
 
 def test_groq_usage_is_lifted_from_x_groq() -> None:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-             "x_groq": {"id": "req", "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "x_groq": {"id": "req", "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}},
+    }
     data = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
     out = run_translator(PassthroughTranslator(), [data])
     assert accumulate(out)["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
@@ -165,8 +174,15 @@ def test_oversized_event_is_an_error_not_unbounded_growth(monkeypatch: pytest.Mo
 
 
 def test_build_request_rewrites_only_model_and_uses_provider_key() -> None:
-    config = build({"providers": {"up": {"kind": "openai", "base_url": "http://h/v1/", "api_key": "sk-up",
-                                         "headers": {"X-Extra": "1"}}}}, "<t>", {})
+    config = build(
+        {
+            "providers": {
+                "up": {"kind": "openai", "base_url": "http://h/v1/", "api_key": "sk-up", "headers": {"X-Extra": "1"}}
+            }
+        },
+        "<t>",
+        {},
+    )
     body = {"model": "up/org/model", "messages": [{"role": "user", "content": "hi"}], "stream": True, "seed": 3}
     req = build_request(body, "org/model", config.providers["up"], CTX)
     assert req.url == "http://h/v1/chat/completions"
@@ -177,10 +193,24 @@ def test_build_request_rewrites_only_model_and_uses_provider_key() -> None:
 
 
 def test_non_stream_body_passes_through_or_is_normalised() -> None:
-    plain = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}'
+    plain = (
+        b'{"id":"x","object":"chat.completion","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}'
+    )
     assert translate_response(plain, CTX) is plain
-    mistral = {"choices": [{"index": 0, "finish_reason": "model_length", "message": {
-        "role": "assistant", "content": None, "tool_calls": [{"id": "abcdefghi", "function": {"name": "f", "arguments": "{}"}}]}}]}
+    mistral = {
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "model_length",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [{"id": "abcdefghi", "function": {"name": "f", "arguments": "{}"}}],
+                },
+            }
+        ]
+    }
     fixed = orjson.loads(translate_response(orjson.dumps(mistral), CTX))
     assert fixed["choices"][0]["finish_reason"] == "length"
     assert fixed["choices"][0]["message"]["tool_calls"][0]["type"] == "function"
@@ -189,7 +219,12 @@ def test_non_stream_body_passes_through_or_is_normalised() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "message", "etype"),
     [
-        (429, b'{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}', "Rate limit", "requests"),
+        (
+            429,
+            b'{"error":{"message":"Rate limit","type":"requests","code":"rate_limit_exceeded"}}',
+            "Rate limit",
+            "requests",
+        ),
         (400, b'{"object":"error","message":"bad field","type":"BadRequestError"}', "bad field", "BadRequestError"),
         (422, b'{"detail":"unprocessable"}', "unprocessable", "invalid_request_error"),
         (502, b"<html>Bad Gateway</html>", "upstream returned HTTP 502: <html>Bad Gateway</html>", "api_error"),

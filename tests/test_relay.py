@@ -21,11 +21,16 @@ CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "con
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
-def send_all(data: bytes):  # noqa: ANN201 - handler factory
+def send_all(data: bytes):
     async def handler(request: web.Request, response: web.StreamResponse, rec: Recorder) -> None:
         await response.write(data)
 
@@ -49,8 +54,9 @@ async def test_recorded_streams_reach_the_client_byte_for_byte(path: Path, sse_u
     data = path.read_bytes()
     upstream, rec = await sse_upstream(send_all(data))
     proxy = await start_proxy(openai_provider(upstream))
-    status, headers, body = await post(proxy.make_url("/v1/chat/completions"), CHAT,
-                                       headers={"Authorization": "Bearer client-key"})
+    status, headers, body = await post(
+        proxy.make_url("/v1/chat/completions"), CHAT, headers={"Authorization": "Bearer client-key"}
+    )
     assert status == 200
     assert body == data
     assert headers["Content-Type"] == "text/event-stream"
@@ -73,9 +79,10 @@ async def test_upstream_frames_split_across_reads_arrive_whole(sse_upstream, sta
 
     upstream, _ = await sse_upstream(dribble)
     proxy = await start_proxy(openai_provider(upstream))
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.make_url("/v1/chat/completions"), json=CHAT
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(proxy.make_url("/v1/chat/completions"), json=CHAT) as resp,
+    ):
         received = [piece async for piece in resp.content.iter_any()]
     assert b"".join(received) == data
     # Every piece the proxy wrote ends on a frame boundary: no half frames are forwarded.
@@ -83,13 +90,15 @@ async def test_upstream_frames_split_across_reads_arrive_whole(sse_upstream, sta
 
 
 async def test_legacy_function_call_frames_pass_through(sse_upstream, start_proxy) -> None:
-    data = b"".join(frames(
-        chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
-        chunk({"function_call": {"arguments": '{"city":'}}),
-        chunk({"function_call": {"arguments": '"Paris"}'}}),
-        chunk({}, "function_call"),
-        "[DONE]",
-    ))
+    data = b"".join(
+        frames(
+            chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
+            chunk({"function_call": {"arguments": '{"city":'}}),
+            chunk({"function_call": {"arguments": '"Paris"}'}}),
+            chunk({}, "function_call"),
+            "[DONE]",
+        )
+    )
     upstream, _ = await sse_upstream(send_all(data))
     proxy = await start_proxy(openai_provider(upstream))
     status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
@@ -108,9 +117,10 @@ async def test_first_frame_reaches_client_before_upstream_sends_the_next(sse_ups
 
     upstream, _ = await sse_upstream(lockstep)
     proxy = await start_proxy(openai_provider(upstream))
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.make_url("/v1/chat/completions"), json=CHAT
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(proxy.make_url("/v1/chat/completions"), json=CHAT) as resp,
+    ):
         got = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
         assert got == first
         client_got_first.set()
@@ -132,7 +142,9 @@ async def test_slow_upstream_streams_every_frame(sse_upstream, start_proxy) -> N
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 429, 500, 503])
-async def test_upstream_error_status_before_stream_keeps_status_and_message(aiohttp_server, start_proxy, status) -> None:
+async def test_upstream_error_status_before_stream_keeps_status_and_message(
+    aiohttp_server, start_proxy, status
+) -> None:
     async def fail(request: web.Request) -> web.Response:
         body = {"error": {"message": f"upstream says {status}", "type": "x_error", "param": "p", "code": "c"}}
         return web.json_response(body, status=status)
@@ -155,7 +167,7 @@ async def test_error_frame_mid_stream_reaches_client_once_without_done(sse_upstr
     status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
     assert status == 200
     assert body.startswith(good)
-    rest = body[len(good):]
+    rest = body[len(good) :]
     assert rest.count(b"data: ") == 1 and error_of(rest.removeprefix(b"data: "))["message"] == "overloaded"
     assert b"[DONE]" not in body
 
@@ -173,7 +185,7 @@ async def test_upstream_reset_mid_stream_becomes_error_frame(sse_upstream, start
     proxy = await start_proxy(openai_provider(upstream))
     status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
     assert status == 200 and body.startswith(first)
-    error = error_of(body[len(first):].removeprefix(b"data: "))
+    error = error_of(body[len(first) :].removeprefix(b"data: "))
     assert "up" in error["message"]
     assert b"[DONE]" not in body
 
@@ -184,7 +196,7 @@ async def test_clean_close_without_done_is_reported_as_truncated(sse_upstream, s
     proxy = await start_proxy(openai_provider(upstream))
     _, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
     assert body.startswith(part)
-    assert "truncated" in error_of(body[len(part):].removeprefix(b"data: "))["message"]
+    assert "truncated" in error_of(body[len(part) :].removeprefix(b"data: "))["message"]
 
 
 async def test_empty_stream_without_any_frame_is_an_http_error(sse_upstream, start_proxy) -> None:
@@ -239,7 +251,7 @@ async def test_idle_upstream_mid_stream_gets_error_frame(sse_upstream, start_pro
     proxy = await start_proxy(openai_provider(upstream, idle_timeout_s=0.3))
     status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
     assert status == 200 and body.startswith(first)
-    error = error_of(body[len(first):].removeprefix(b"data: "))
+    error = error_of(body[len(first) :].removeprefix(b"data: "))
     assert error["type"] == "timeout_error" and "0.3 s" in error["message"]
     await asyncio.wait_for(rec.disconnected.wait(), 10)
 
@@ -279,9 +291,14 @@ async def test_unreachable_upstream_is_502(start_proxy) -> None:
 
 
 async def test_non_stream_json_is_relayed(aiohttp_server, start_proxy) -> None:
-    completion = {"id": "chatcmpl-9", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024",
-                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    completion = {
+        "id": "chatcmpl-9",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-2024",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
     async def ok(request: web.Request) -> web.Response:
         return web.json_response(completion)
@@ -329,7 +346,9 @@ async def test_body_over_the_limit_is_413(start_proxy) -> None:
 
 async def test_missing_key_names_the_variable(start_proxy) -> None:
     proxy = await start_proxy()
-    status, _, body = await post(proxy.make_url("/v1/chat/completions"), {**CHAT, "model": "anthropic/claude-sonnet-4-5"})
+    status, _, body = await post(
+        proxy.make_url("/v1/chat/completions"), {**CHAT, "model": "anthropic/claude-sonnet-4-5"}
+    )
     assert status == 401
     assert "ANTHROPIC_API_KEY" in error_of(body)["message"]
 

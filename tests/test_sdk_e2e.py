@@ -12,12 +12,17 @@ from aiohttp import web
 
 from proxy.app import create_app
 from proxy.config import build
-from tests.conftest import UPSTREAM_KEY, BackgroundLoop, Recorder, frames, openai_provider, serve_in
+from tests.conftest import UPSTREAM_KEY, BackgroundLoop, Recorder, openai_provider, serve_in
 from tests.support import FIXTURES
 
 TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}},
+        },
+    },
 ]
 
 
@@ -46,7 +51,7 @@ async def aconsume(stream: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def proxy_url(start_proxy):  # noqa: ANN001, ANN201
+def proxy_url(start_proxy):
     async def make(data: dict[str, Any] | None = None) -> str:
         server = await start_proxy(data or {"providers": {"mock": {"chunk_delay_ms": 0}}})
         return str(server.make_url("/v1"))
@@ -57,7 +62,9 @@ def proxy_url(start_proxy):  # noqa: ANN001, ANN201
 async def test_async_stream_text_with_usage_from_mock(proxy_url) -> None:
     client = openai.AsyncOpenAI(base_url=await proxy_url(), api_key="client-key", max_retries=0)
     stream = await client.chat.completions.create(
-        model="mock/echo", messages=[{"role": "user", "content": "the quick brown fox"}], stream=True,
+        model="mock/echo",
+        messages=[{"role": "user", "content": "the quick brown fox"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     result = await aconsume(stream)
@@ -80,8 +87,10 @@ async def test_async_stream_tool_calls_from_mock(proxy_url) -> None:
 async def test_async_stream_legacy_function_call_from_mock(proxy_url) -> None:
     client = openai.AsyncOpenAI(base_url=await proxy_url(), api_key="client-key", max_retries=0)
     stream = await client.chat.completions.create(
-        model="mock/echo", messages=[{"role": "user", "content": "weather?"}],
-        functions=[TOOLS[0]["function"]], stream=True,
+        model="mock/echo",
+        messages=[{"role": "user", "content": "weather?"}],
+        functions=[TOOLS[0]["function"]],
+        stream=True,
     )
     result = await aconsume(stream)
     assert result["finish"] == "function_call"
@@ -91,7 +100,9 @@ async def test_async_stream_legacy_function_call_from_mock(proxy_url) -> None:
 
 async def test_async_non_stream_from_mock(proxy_url) -> None:
     client = openai.AsyncOpenAI(base_url=await proxy_url(), api_key="client-key", max_retries=0)
-    completion = await client.chat.completions.create(model="mock/echo", messages=[{"role": "user", "content": "hello"}])
+    completion = await client.chat.completions.create(
+        model="mock/echo", messages=[{"role": "user", "content": "hello"}]
+    )
     assert completion.choices[0].message.content == "hello"
     assert completion.usage is not None and completion.usage.completion_tokens == 1
 
@@ -105,8 +116,11 @@ async def test_async_sdk_against_recorded_parallel_tool_calls(sse_upstream, star
     upstream, rec = await sse_upstream(send)
     proxy = await start_proxy(openai_provider(upstream))
     client = openai.AsyncOpenAI(base_url=str(proxy.make_url("/v1")), api_key="client-key", max_retries=0)
-    result = await aconsume(await client.chat.completions.create(
-        model="up/gpt-4o", messages=[{"role": "user", "content": "weather in two cities"}], stream=True))
+    result = await aconsume(
+        await client.chat.completions.create(
+            model="up/gpt-4o", messages=[{"role": "user", "content": "weather in two cities"}], stream=True
+        )
+    )
     assert result["finish"] == "tool_calls"
     assert [c["name"] for c in result["calls"].values()] == ["GetWeatherArgs", "get_stock_price"]
     for call in result["calls"].values():
@@ -133,8 +147,11 @@ async def test_async_sdk_sees_upstream_status_errors(proxy_url) -> None:
     with pytest.raises(openai.NotFoundError, match="known providers"):
         await client.chat.completions.create(model="nowhere/x", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.APIError, match="truncated"):
-        await aconsume(await client.chat.completions.create(
-            model="mock/truncate", messages=[{"role": "user", "content": "x"}], stream=True))
+        await aconsume(
+            await client.chat.completions.create(
+                model="mock/truncate", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
 
 
 def test_sync_sdk_stream_and_non_stream(background_loop: BackgroundLoop) -> None:
@@ -142,15 +159,24 @@ def test_sync_sdk_stream_and_non_stream(background_loop: BackgroundLoop) -> None
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     expected = "".join(
         orjson.loads(f[6:])["choices"][0]["delta"].get("content") or ""
-        for f in data.split(b"\n\n") if f.startswith(b"data: {") and orjson.loads(f[6:])["choices"]
+        for f in data.split(b"\n\n")
+        if f.startswith(b"data: {") and orjson.loads(f[6:])["choices"]
     )
 
     async def upstream_handler(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if not body.get("stream"):
-            return web.json_response({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
-                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                   "message": {"role": "assistant", "content": "whole"}}]})
+            return web.json_response(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "gpt-4o",
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "whole"}}
+                    ],
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(data)
@@ -166,9 +192,14 @@ def test_sync_sdk_stream_and_non_stream(background_loop: BackgroundLoop) -> None
 
     base_url = background_loop.run(setup())
     client = openai.OpenAI(base_url=base_url, api_key="client-key", max_retries=0)
-    result = consume(client.chat.completions.create(
-        model="up/gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True,
-        stream_options={"include_usage": True}))
+    result = consume(
+        client.chat.completions.create(
+            model="up/gpt-4o",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert result["text"] == expected and result["finish"] == "stop"
     assert result["usage"].total_tokens == 61
     completion = client.chat.completions.create(model="up/gpt-4o", messages=[{"role": "user", "content": "hi"}])
