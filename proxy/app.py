@@ -154,7 +154,9 @@ async def _attempt(
     try:
         if upstream.status >= 400:
             err = kind.translate_error(upstream.status, await read_body(upstream, provider))
-            err.retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
+            retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
+            if retry_after is not None:  # else keep what the adapter read from the error body
+                err.retry_after = retry_after
             raise err
         if stream:
             translator = kind.stream_translator(ctx)
