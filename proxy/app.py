@@ -22,7 +22,7 @@ from proxy.config import Config
 from proxy.errors import BadRequest, PayloadTooLarge, ProxyError
 from proxy.providers import adapter
 from proxy.providers.base import JSONBody, StreamContext
-from proxy.relay import SSE_HEADERS, ClientDisconnected, relay_stream
+from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
 from proxy.routing import Router, Target
 from proxy.upstream import HTTPTransport, UpstreamResponse, parse_retry_after, read_body
 from proxy.validation import validate_chat_request
@@ -121,7 +121,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         except ClientDisconnected as gone:
             log.info("%s %s: client disconnected", request_id, target.label)
             return gone.response or web.Response(status=499)
-        attempts.succeeded(target)
+        late = response.get(FAILED_AFTER_START)
+        if late is None:
+            attempts.succeeded(target)
+        else:  # too late to fall back, but the model failed: it counts against its health
+            state.router.record(target, late)
         log.info(
             "%s %s %s attempts=%d %.0fms",
             request_id,

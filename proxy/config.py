@@ -234,6 +234,8 @@ def build(data: Mapping[str, Any], source: str, env: Mapping[str, str] | None = 
 
     policies = data.get("policies", {})
     _check(source, "policies", policies, dict)
+    for name, policy in policies.items():
+        _check(source, f"policies.{name}", policy, dict)
     aliases = data.get("aliases", {})
     _check(source, "aliases", aliases, dict)
     for alias, target in aliases.items():

@@ -27,7 +27,7 @@ from proxy.errors import ProxyError, StreamError, UpstreamTimeout
 from proxy.providers.base import StreamTranslator
 from proxy.upstream import UpstreamResponse, describe
 
-__all__ = ["KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]
+__all__ = ["FAILED_AFTER_START", "KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -37,6 +37,8 @@ SSE_HEADERS: Mapping[str, str] = {
     "X-Accel-Buffering": "no",
 }
 KEEPALIVE = b": keep-alive\n\n"
+# Set on a response whose stream failed after it started: too late to fall back, yet a failure.
+FAILED_AFTER_START = web.ResponseKey("failed_after_start", ProxyError)
 _DRAIN_AFTER_DONE_S = 5.0  # how long to keep reading after [DONE] so the connection can be reused
 
 
@@ -173,6 +175,7 @@ async def relay_stream(
         if sink.response is None:
             raise
         log.warning("stream from %s failed after start: %s", provider.name, err.message)
+        sink.response[FAILED_AFTER_START] = err
         try:
             await sink.response.write(err.frame())
             await sink.response.write_eof()

@@ -5,7 +5,8 @@ A model string is resolved in this order: an alias (``[aliases]``), ``policy/NAM
 
 - ``fallback``: an ordered chain; each member is tried ``1 + retries`` times (retryable
   errors only, backoff with jitter, ``Retry-After`` honoured, all retrying bounded by
-  ``max_retry_s``) before the next member is tried.
+  ``max_retry_s``) before the next member is tried. Moving on to the next member never
+  waits: the first try of a member is made at once, whatever the previous one answered.
 - ``loadbalance``: weighted choice among healthy members; with ``sticky_key`` the choice is a
   weighted rendezvous hash of the request's key, so a user stays on one model while it is
   healthy, and only that model's users move when it is not. The other members follow as
@@ -16,8 +17,10 @@ that). Errors are sorted in ``_classify``: client mistakes end the request at on
 trouble moves on; transient trouble is retried on the same model first.
 
 Health: a member with ``failure_threshold`` consecutive failures is skipped for ``cooldown_s``,
-then tried again. Providers with several keys rotate them, skipping a key that was answered
-429 until its ``Retry-After`` (or ``cooldown_s``) has passed.
+then tried again (a client mistake is no failure of the model; a member that is a policy or an
+alias is healthy while any model it leads to is). Providers with several keys rotate them,
+skipping a key that was answered 429 until its ``Retry-After`` (or ``cooldown_s``) has passed;
+the retry after such a 429 goes at once to another key when one is free.
 """
 
 from __future__ import annotations
@@ -201,13 +204,32 @@ class Router:
     # -- health and keys ----------------------------------------------------------------
 
     def healthy(self, member: str, policy: Mapping[str, Any] | None = None) -> bool:
-        policy = policy or {}
-        health = self._health.get(member)
-        if health is None:
+        """False while ``member`` rests after ``failure_threshold`` consecutive failures.
+
+        A member that is a policy or an alias is healthy while any model it leads to is.
+        """
+        if not self._health:
             return True
+        policy = policy or {}
         threshold = int(policy.get("failure_threshold", _LB_DEFAULTS["failure_threshold"]))
         cooldown = float(policy.get("cooldown_s", _LB_DEFAULTS["cooldown_s"]))
-        return health.failures < threshold or self._clock() - health.last_failure >= cooldown
+        now = self._clock()
+        for label in self._leaves(member):
+            health = self._health.get(label)
+            if health is None or health.failures < threshold or now - health.last_failure >= cooldown:
+                return True
+        return False
+
+    def _leaves(self, name: str) -> Iterable[str]:
+        """The ``provider/model`` labels ``name`` may lead to (aliases and policies followed)."""
+        while name in self._config.aliases:
+            name = self._config.aliases[name]
+        policy = self._config.policies.get(name[len(POLICY_PREFIX) :]) if name.startswith(POLICY_PREFIX) else None
+        if policy is None:
+            yield name
+            return
+        for member in policy["models"]:
+            yield from self._leaves(member)
 
     def record(self, target: Target, err: ProxyError | None) -> None:
         if err is None:
@@ -255,7 +277,10 @@ class Router:
         base = self._config.providers.get(provider.name)
         if base is None or len(base.api_keys) <= 1 or provider.api_key is None:
             return
-        index = base.api_keys.index(provider.api_key)
+        try:
+            index = base.api_keys.index(provider.api_key)
+        except ValueError:
+            return
         state = self._keys.setdefault(provider.name, _KeyState())
         state.limited_until[index] = self._clock() + (retry_after or _LB_DEFAULTS["cooldown_s"])
 
@@ -305,45 +330,50 @@ class Attempts:
     async def next(self) -> Target:
         while self._step < len(self._steps):
             step = self._steps[self._step]
-            if self._error is not None:
+            if self._try:  # this step was tried and failed: again (after a pause), or move on
                 delay = self._retry_delay(step)
                 if delay is None:
                     self._step, self._try = self._step + 1, 0
                     continue
                 if delay > 0:
                     await asyncio.sleep(delay)
+            # The first try of a step never waits and is never skipped: the previous model's
+            # error class, backoff and Retry-After say nothing about this one.
             self._try += 1
-            self.count += 1
             try:
-                return self._router.with_key(step.target)
-            except ProxyError as err:  # e.g. no key: the next step may have one
-                self.failed(step.target, err)
+                target = self._router.with_key(step.target)
+            except ProxyError as err:  # no key: not an attempt; the next step may have one
+                self._error = err
+                self._try = step.tries
+                continue
+            self.count += 1
+            return target
         assert self._error is not None
         raise self._error
 
     def _retry_delay(self, step: _Step) -> float | None:
         """Seconds to wait before trying ``step`` again, or None to move to the next step."""
-        assert self._error is not None
-        if self._try >= step.tries or _classify(self._error) != "retry":
+        if self._error is None or self._try >= step.tries or _classify(self._error) != "retry":
             return None
+        if self._error.status == 429 and self._router.has_free_key(step.target):
+            return 0.0  # the 429 binds the key that got it: another key of this provider goes at once
         base = step.backoff_ms[min(self._try - 1, len(step.backoff_ms) - 1)] / 1000 if step.backoff_ms else 0.0
         delay = base * self._router._rng.uniform(0.9, 1.1)
-        if self._error.retry_after is not None and not (
-            self._error.status == 429 and self._router.has_free_key(step.target)
-        ):
-            delay = max(delay, self._error.retry_after)  # (another key of this provider need not wait)
+        if self._error.retry_after is not None:
+            delay = max(delay, self._error.retry_after)
         if self._router._clock() + delay > self._deadline:
             return None
         return delay
 
     def failed(self, target: Target, err: ProxyError) -> None:
+        kind = _classify(err)
+        self._error = err
+        if kind == "final":
+            raise err  # the client's mistake: no other model would do better, and this one is fine
         self._router.record(target, err)
         if err.status == 429:
             self._router.key_limited(target, err.retry_after)
-        self._error = err
-        if _classify(err) == "final":
-            raise err
-        if _classify(err) == "next":
+        if kind == "next" and self._step < len(self._steps):
             self._try = self._steps[self._step].tries  # no retry of the same model
 
     def succeeded(self, target: Target) -> None:
@@ -351,6 +381,10 @@ class Attempts:
 
 
 def _check_policy(name: str, policy: Mapping[str, Any]) -> None:
+    try:
+        policy = dict(policy)
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigProblem(f"[policies.{name}]: must be a table with a key 'type'") from None
     kind = policy.get("type")
     if kind not in _POLICY_KEYS:
         raise ConfigProblem(f"[policies.{name}]: key 'type' must be 'fallback' or 'loadbalance', got {kind!r}")
@@ -414,7 +448,9 @@ def validate(config: Config) -> None:
                 raise ConfigError(f"{config.source}: {where!r} refers to {name!r}: {exc.message}") from None
 
     for alias in config.aliases:
-        if "/" in alias and not alias.startswith(POLICY_PREFIX):
+        if alias.startswith(POLICY_PREFIX):
+            raise ConfigError(f"{config.source}: alias {alias!r} would hide policies: 'policy/' names only policies")
+        if "/" in alias:
             provider = alias.split("/", 1)[0]
             if provider in config.providers:
                 raise ConfigError(f"{config.source}: alias {alias!r} would hide provider {provider!r}")
