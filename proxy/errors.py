@@ -34,7 +34,26 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "error_type",
 ]
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    504: "timeout_error",
+}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status, when the provider gave none we can map."""
+    return _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
 class ProxyError(Exception):

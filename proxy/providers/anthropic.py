@@ -57,7 +57,7 @@ from typing import Any
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError
+from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError, error_type
 from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
 from proxy.providers.chunks import DONE, ChunkWriter, completion_body, usage_dict
 from proxy.sse import Event, SSEDecoder, SSEError
@@ -110,15 +110,6 @@ _ERRORS: Mapping[str, tuple[int, str]] = {
     "api_error": (500, "api_error"),
     "timeout_error": (504, "timeout_error"),
     "overloaded_error": (503, "api_error"),
-}
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "insufficient_quota",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
 }
 
 _NO_TURNS = "'messages' must contain at least one user or assistant message"
@@ -927,7 +918,7 @@ def _error_from(err: Any, cls: type[ProxyError], default_status: int) -> ProxyEr
 def translate_error(status: int, body: bytes) -> ProxyError:
     """An Anthropic error status as an OpenAI-shaped ``UpstreamError`` (529 overloaded → 503)."""
     reported = 503 if status == 529 else status
-    default_type = _TYPE_BY_STATUS.get(reported, "api_error" if reported >= 500 else "invalid_request_error")
+    default_type = error_type(reported)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -79,7 +79,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError
+from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError, error_type
 from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
 from proxy.providers.chunks import DONE, ChunkWriter, completion_body, usage_dict
 from proxy.sse import Event, SSEDecoder, SSEError
@@ -144,15 +144,6 @@ _ERROR_TYPES: Mapping[str, str] = {
     "UNKNOWN": "api_error",
     "DATA_LOSS": "api_error",
     "UNAVAILABLE": "api_error",
-}
-_TYPE_BY_STATUS: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    504: "timeout_error",
 }
 
 _NO_TURNS = "'messages' must contain at least one user or assistant message with content"
@@ -1018,11 +1009,7 @@ def _error_from(err: JSONBody, cls: type[ProxyError], default_status: int, statu
     if status is None and isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
         http = code
     details = err.get("details") if isinstance(err.get("details"), list) else None
-    etype = (
-        _ERROR_TYPES.get(google_status or "")
-        or _TYPE_BY_STATUS.get(http)
-        or ("api_error" if http >= 500 else "invalid_request_error")
-    )
+    etype = _ERROR_TYPES.get(google_status or "") or error_type(http)
     if _key_invalid(details):
         http, etype = 401, "authentication_error"  # the proxy's key, not the client's request
     elif google_status == "FAILED_PRECONDITION":
@@ -1044,7 +1031,7 @@ def translate_error(status: int, body: bytes) -> ProxyError:
     err = _error_object(data)
     if isinstance(err, dict):
         return _error_from(err, UpstreamError, default_status=status, status=status)
-    etype = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    etype = error_type(status)
     return UpstreamError(f"Gemini returned HTTP {status}", status=status, type=etype)
 
 

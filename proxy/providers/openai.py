@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.errors import ProxyError, StreamError, UpstreamError
+from proxy.errors import ProxyError, StreamError, UpstreamError, error_type
 from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
 from proxy.sse import SSEDecoder, SSEError
 
@@ -309,20 +309,11 @@ def translate_response(body: bytes, ctx: StreamContext) -> bytes:
     return orjson.dumps(data)
 
 
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def translate_error(status: int, body: bytes) -> ProxyError:
     """An upstream error status as the OpenAI error shape, keeping the upstream's message."""
-    default_type = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    default_type = error_type(status)
     message, etype, param, code = f"upstream returned HTTP {status}", default_type, None, None
     try:
         data = orjson.loads(body)
