@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             pass
     print(f"bare relay on http://{args.host}:{args.port} -> {args.upstream} pid={os.getpid()}", flush=True)
-    web.run_app(make_app(args.upstream), host=args.host, port=args.port, print=None,
-                access_log=None, backlog=4096)
+    web.run_app(make_app(args.upstream), host=args.host, port=args.port, print=None, access_log=None, backlog=4096)
 
 
 if __name__ == "__main__":

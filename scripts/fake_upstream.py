@@ -43,7 +43,6 @@ import os
 import re
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,22 +50,43 @@ import orjson
 
 __all__ = [
     "WORDS",
-    "Scenario",
-    "expected_content",
-    "chunk_texts",
-    "openai_frames",
-    "anthropic_frames",
-    "gemini_frames",
-    "stream_frames",
     "FakeUpstream",
+    "Scenario",
+    "anthropic_frames",
+    "chunk_texts",
+    "expected_content",
+    "gemini_frames",
+    "openai_frames",
     "start_server",
+    "stream_frames",
 ]
 
 # Token i of every stream. Some need JSON escaping, some are multi-byte UTF-8.
 WORDS: tuple[str, ...] = (
-    "The ", "quick ", "brown ", "fox ", "jumps ", "over ", "the ", "lazy ", "dog", ". ",
-    "Caf\u00e9 ", "na\u00efve ", "\u65e5\u672c\u8a9e ", "\"quoted\" ", "back\\slash ", "tab\t", "line\n",
-    "emoji \U0001f680 ", "<tag> ", "&amp; ", "x", "y", "z ", "0123456789 ",
+    "The ",
+    "quick ",
+    "brown ",
+    "fox ",
+    "jumps ",
+    "over ",
+    "the ",
+    "lazy ",
+    "dog",
+    ". ",
+    "Caf\u00e9 ",
+    "na\u00efve ",
+    "\u65e5\u672c\u8a9e ",
+    '"quoted" ',
+    "back\\slash ",
+    "tab\t",
+    "line\n",
+    "emoji \U0001f680 ",
+    "<tag> ",
+    "&amp; ",
+    "x",
+    "y",
+    "z ",
+    "0123456789 ",
 )
 PROMPT_TOKENS = 12
 MODEL_DEFAULT = "fake-model"
@@ -148,8 +168,13 @@ def openai_frames(
         done = chunks * tokens_per_chunk
         usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": done, "total_tokens": PROMPT_TOKENS + done}
         obj = {
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": "fp_fake", "choices": [], "usage": usage,
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [],
+            "usage": usage,
         }
         tail.append(b"data: " + _j(obj) + b"\n\n")
     tail.append(b"data: [DONE]\n\n")
@@ -163,25 +188,48 @@ def anthropic_frames(chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_
     start = {
         "type": "message_start",
         "message": {
-            "id": "msg_fake000000000000000000", "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": PROMPT_TOKENS, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "output_tokens": 1},
+            "id": "msg_fake000000000000000000",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": PROMPT_TOKENS,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 1,
+            },
         },
     }
     head = [ev("message_start", start)]
     texts = chunk_texts(chunks, tokens_per_chunk)
     body = [
-        ev("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+        ev(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+        )
         for t in texts
     ]
     # content_block_start travels with the first token, as the real API sends it.
-    body[0] = ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}) + body[0]
+    body[0] = (
+        ev(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+        + body[0]
+    )
     tail = [
         ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                             "usage": {"output_tokens": chunks * tokens_per_chunk}}),
+        ev(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks * tokens_per_chunk},
+            },
+        ),
         ev("message_stop", {"type": "message_stop"}),
     ]
     return head, body, tail
@@ -196,8 +244,11 @@ def gemini_frames(chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_DEF
         if i == len(texts) - 1:
             cand["finishReason"] = "STOP"
             done = chunks * tokens_per_chunk
-            usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": done,
-                     "totalTokenCount": PROMPT_TOKENS + done}
+            usage = {
+                "promptTokenCount": PROMPT_TOKENS,
+                "candidatesTokenCount": done,
+                "totalTokenCount": PROMPT_TOKENS + done,
+            }
         obj = {"candidates": [cand], "usageMetadata": usage, "modelVersion": model, "responseId": "fake-resp-0"}
         body.append(b"data: " + _j(obj) + b"\r\n\r\n")  # Google ends SSE events with CRLF CRLF
     return [], body, []
@@ -210,8 +261,9 @@ FORMATS: dict[str, Callable[..., Frames]] = {
 }
 
 
-def stream_frames(fmt: str, chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_DEFAULT,
-                  include_usage: bool = True) -> list[bytes]:
+def stream_frames(
+    fmt: str, chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_DEFAULT, include_usage: bool = True
+) -> list[bytes]:
     """Every SSE frame of one stream of ``fmt``, in order (for translator benchmarks and tests)."""
     head, body, tail = FORMATS[fmt](chunks, tokens_per_chunk, model=model, include_usage=include_usage)
     return [*head, *body, *tail]
@@ -222,23 +274,46 @@ def full_body(fmt: str, chunks: int, tokens_per_chunk: int, model: str) -> bytes
     text = expected_content(chunks, tokens_per_chunk)
     done = chunks * tokens_per_chunk
     if fmt == "openai":
-        return _j({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": done, "total_tokens": PROMPT_TOKENS + done},
-        })
+        return _j(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": PROMPT_TOKENS,
+                    "completion_tokens": done,
+                    "total_tokens": PROMPT_TOKENS + done,
+                },
+            }
+        )
     if fmt == "anthropic":
-        return _j({
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": done},
-        })
-    return _j({
-        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": done,
-                          "totalTokenCount": PROMPT_TOKENS + done},
-        "modelVersion": model,
-    })
+        return _j(
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": done},
+            }
+        )
+    return _j(
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {
+                "promptTokenCount": PROMPT_TOKENS,
+                "candidatesTokenCount": done,
+                "totalTokenCount": PROMPT_TOKENS + done,
+            },
+            "modelVersion": model,
+        }
+    )
 
 
 def _chunked(frame: bytes) -> bytes:
@@ -246,8 +321,7 @@ def _chunked(frame: bytes) -> bytes:
 
 
 _SSE_HEAD = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    b"Transfer-Encoding: chunked\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
 )
 
 
@@ -350,11 +424,16 @@ class _Conn(asyncio.Protocol):
         if self.buf and not self.closed:
             self._next()
 
-    def _reply(self, status: int, body: bytes, ctype: bytes = b"text/plain", close: bool = False,
-               keep: bool = True) -> None:
+    def _reply(
+        self, status: int, body: bytes, ctype: bytes = b"text/plain", close: bool = False, keep: bool = True
+    ) -> None:
         keep = keep and not close
         head = b"HTTP/1.1 %d X\r\nContent-Type: %b\r\nContent-Length: %d\r\n%b\r\n" % (
-            status, ctype, len(body), b"" if keep else b"Connection: close\r\n")
+            status,
+            ctype,
+            len(body),
+            b"" if keep else b"Connection: close\r\n",
+        )
         assert self.transport is not None
         self.transport.write(head + body)
         self._done(keep)
@@ -365,12 +444,20 @@ class _Conn(asyncio.Protocol):
             if path in ("/healthz", "/health"):
                 self._reply(200, b'{"ok":true}', b"application/json", keep=keep)
             elif path.endswith("/models"):
-                self._reply(200, b'{"object":"list","data":[{"id":"fake-model","object":"model"}]}',
-                            b"application/json", keep=keep)
+                self._reply(
+                    200,
+                    b'{"object":"list","data":[{"id":"fake-model","object":"model"}]}',
+                    b"application/json",
+                    keep=keep,
+                )
             elif path == "/stats":
                 a = self.app
-                self._reply(200, _j({"requests": a.requests, "streams_done": a.streams_done, "active": a.active}),
-                            b"application/json", keep=keep)
+                self._reply(
+                    200,
+                    _j({"requests": a.requests, "streams_done": a.streams_done, "active": a.active}),
+                    b"application/json",
+                    keep=keep,
+                )
             else:
                 self._reply(404, b"not found", keep=keep)
             return
@@ -437,8 +524,9 @@ class _Conn(asyncio.Protocol):
             self._done(keep)
 
 
-async def start_server(host: str, port: int, default: Scenario | None = None,
-                       reuse_port: bool = False) -> tuple[asyncio.Server, FakeUpstream]:
+async def start_server(
+    host: str, port: int, default: Scenario | None = None, reuse_port: bool = False
+) -> tuple[asyncio.Server, FakeUpstream]:
     app = FakeUpstream(default or Scenario())
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Conn(app), host, port, backlog=4096, reuse_port=reuse_port)
