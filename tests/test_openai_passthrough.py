@@ -6,7 +6,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import proxy.providers.openai as openai_module
 from proxy.config import build
 from proxy.errors import StreamError, UpstreamError
 from proxy.providers.openai import PassthroughTranslator, build_request, translate_error, translate_response
@@ -258,3 +261,98 @@ def test_done_inside_content_does_not_end_the_stream() -> None:
     translator = PassthroughTranslator()
     assert translator.feed(frame + frame) == frame + frame
     assert not translator.done
+
+
+def test_frames_that_need_no_rewrite_keep_their_exact_bytes_in_a_read_with_one_that_does() -> None:
+    # Spacing no serialiser of ours would produce: any JSON round-trip would show in the output.
+    plain = b'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    usage = b'data: {"id": "c", "choices":[], "usage":{"prompt_tokens": 3, "completion_tokens": 2}}\n\n'
+    mistral = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]}
+    deviating = b"data: " + orjson.dumps(mistral) + b"\n\n"
+    data = plain + plain + deviating + plain + usage + b"data: [DONE]\n\n"
+    out = assert_same_every_split(PassthroughTranslator, data)
+    rewritten = b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
+    assert out == plain + plain + rewritten + plain + usage + b"data: [DONE]\n\n"
+
+
+def test_usage_riding_on_a_chunk_with_choices_is_still_split_off() -> None:
+    chunk = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"total_tokens": 5}}
+    data = b'data: {"id":"c","choices":[],"usage":{"total_tokens":1}}\n\n'  # a first, OpenAI-shaped one
+    data += b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+    out = assert_same_every_split(PassthroughTranslator, data)
+    frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
+    assert [f["choices"] == [] for f in frames] == [True, False, True]
+    assert "usage" not in frames[1] and frames[2]["usage"] == {"total_tokens": 5}
+
+
+_PLAIN_TEXT = st.lists(
+    st.one_of(
+        st.text(max_size=8),
+        st.sampled_from(['"', "\\", '\\"', "\\\\", '\\\\"', "model_length", '"error":', '"usage":{', "\n\n"]),
+    ),
+    max_size=4,
+).map("".join)
+
+
+def _chunk_frame(delta: dict[str, object], finish: str | None = None, **extra: object) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [choice], **extra}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+_DEVIATING = st.sampled_from(
+    [
+        _chunk_frame({}, "model_length"),
+        _chunk_frame({"tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}]}),
+        _chunk_frame({"content": "x"}, usage={"total_tokens": 3}),
+        _chunk_frame({"reasoning": "r"}),
+        # Shaped like a content frame at both ends, with a trigger between them.
+        _chunk_frame({"content": "a\\", "reasoning": "b"}),
+        _chunk_frame({"content": 'q"', "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}]}),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.lists(st.one_of(_PLAIN_TEXT.map(lambda t: _chunk_frame({"content": t})), _DEVIATING), max_size=12),
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=12),
+)
+def test_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(frames: list[bytes], sizes: list[int]) -> None:
+    # Upstreams usually send whole frames, one or several per read: that is where the template
+    # fast path applies. Byte by byte it never does, so that is the reference.
+    data = _chunk_frame({"role": "assistant", "content": ""}) + b"".join(frames) + b"data: [DONE]\n\n"
+    frame_list = [f + b"\n\n" for f in data.split(b"\n\n") if f]
+    reads, i = [], 0
+    for n in sizes * len(frame_list):
+        if i >= len(frame_list):
+            break
+        reads.append(b"".join(frame_list[i : i + n]))
+        i += n
+    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
+    assert run_translator(PassthroughTranslator(), reads) == reference
+
+
+@given(texts=st.lists(_PLAIN_TEXT, min_size=1, max_size=20), size=st.integers(1, 6))
+def test_plain_content_frames_pass_byte_for_byte_through_the_template_path(texts: list[str], size: int) -> None:
+    frames = [_chunk_frame({"content": t}) for t in texts]
+    data = b"".join(frames) + b"data: [DONE]\n\n"
+    reads = [b"".join(frames[i : i + size]) for i in range(0, len(frames), size)] + [b"data: [DONE]\n\n"]
+    assert run_translator(PassthroughTranslator(), reads) == data
+
+
+def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    searched: list[bytes] = []
+    real = openai_module._first_trigger
+    monkeypatch.setattr(openai_module, "_first_trigger", lambda out: searched.append(out) or real(out))
+    texts = ("The ", "quick ", 'a "quote" ', "back\\slash\\", "fox ", "jumps ")
+    f0, f1, f2, f3, f4, f5 = (_chunk_frame({"content": t}) for t in texts)
+    f6 = _chunk_frame({"content": "x", "reasoning": "r"})  # both template ends, a trigger between
+    done = b"data: [DONE]\n\n"
+    # Reads cut mid-frame too (the usual case under load): the frames they complete are checked.
+    reads = [f0, f1 + f2, f3[:25], f3[25:] + f4 + f5[:7], f5[7:], f6, done]
+    out = run_translator(PassthroughTranslator(), reads)
+    mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"})
+    assert out == f0 + f1 + f2 + f3 + f4 + f5 + mirrored + done
+    # The first read teaches the template; only the reasoning frame and [DONE] need the search.
+    assert searched == [f0, f6, done]

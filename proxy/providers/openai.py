@@ -43,6 +43,8 @@ _TRIGGERS = (
     b'"content": [',
     b'"reasoning":',
 )
+# The triggers that always need a parse; usage and tool_calls are decided by ``_needs_parse``.
+_PARSE_TRIGGERS = tuple(t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {'))
 _DONE = b"data: [DONE]"
 _CONTENT_KEY = b'"delta":{"content":"'
 
@@ -60,32 +62,45 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
 class PassthroughTranslator:
     """OpenAI frames in, the same frames out; see the module docstring for the exceptions."""
 
-    __slots__ = ("_buf", "_decoder", "_next_tool", "_prefix", "_suffix", "done")
+    __slots__ = ("_buf", "_decoder", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
 
     def __init__(self, ctx: StreamContext | None = None) -> None:
         self._buf = b""
         self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
         self._next_tool = 0
         # The stream's frame template, learnt from its first plain content frame: every text
-        # before the content string, and every text after it. A later frame with the same two
-        # ends and no quote between them holds nothing but content, so it needs no byte search.
+        # before the content string, and every text after it (up to and with the blank line).
+        # A later frame with the same two ends and no quote between them holds nothing but
+        # content, so it needs no byte search.
         self._prefix: bytes | None = None
         self._suffix = b""
+        self._quotes = 0  # quotes in prefix + suffix
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
-        # Fast path: a read holding exactly one content frame shaped like the stream's earlier
-        # ones needs no look at all (see ``_learn``). Nothing is buffered, and the frame is whole.
-        prefix = self._prefix
-        if (
-            prefix is not None
-            and not self._buf
-            and data.startswith(prefix)
-            and data.endswith(self._suffix)
-            and b'"' not in data[len(prefix) : len(data) - len(self._suffix)]
-        ):
+        # Fast path: a read made only of whole content frames shaped like the stream's earlier
+        # ones needs no trigger search. Nothing is buffered, and the frames are whole.
+        if self._prefix is not None and not self._buf and self._plain(data):
             return data
         return self._feed(data)
+
+    def _plain(self, frames: bytes) -> bool:
+        """Whether ``frames`` (whole frames) are all template + content (see ``_learn``)."""
+        prefix, suffix = self._prefix, self._suffix
+        if prefix is None or not (frames.startswith(prefix) and frames.endswith(suffix)):
+            return False
+        if b'"' not in frames[len(prefix) : len(frames) - len(suffix)]:
+            return True  # one frame, quote-free content
+        # The template's ends can only stand at frame starts and ends (their quotes would be
+        # escaped inside a string), so when each occurs once per frame, and every quote but
+        # theirs is escaped, every frame is template + content. Escaped backslashes go first,
+        # so that a quote after a backslash is an escaped one.
+        count = frames.count(b"\n\n")
+        if frames.count(prefix) != count or frames.count(suffix) != count:
+            return False
+        if b"\\\\" in frames:
+            frames = frames.replace(b"\\\\", b"")
+        return frames.count(b'"') == count * self._quotes + frames.count(b'\\"')
 
     def _feed(self, data: bytes) -> bytes:
         if self.done:
@@ -108,7 +123,8 @@ class PassthroughTranslator:
             out, self._buf = data, b""
         else:
             out, self._buf = data[:end], data[end:]
-        prefix = self._prefix
+        if self._prefix is not None and self._plain(out):
+            return out
         if out[:1] == b":" or b"\n:" in out:
             # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
             # first frame they would start the client response and rule out a fallback; the
@@ -118,22 +134,55 @@ class PassthroughTranslator:
                 return b""
         done_at = _done_index(out)
         if done_at >= 0:
+            out = out[:done_at] + b"data: [DONE]\n\n"
+        if self._prefix is None:
+            self._learn(out)
+        out = self._scan(out)
+        if done_at >= 0:
             self.done = True
             self._prefix = None  # nothing passes after [DONE]
-            out = out[:done_at] + b"data: [DONE]\n\n"
-        for trigger in _TRIGGERS:
-            if trigger in out:
-                return self._normalise(out)
-        if prefix is None and not self.done:
-            self._learn(out)
         return out
 
-    def _learn(self, frame: bytes) -> None:
-        """Remember the frame's text before and after its content string (see ``feed``)."""
-        start = frame.find(_CONTENT_KEY)
-        if start < 0 or frame.count(b"\n\n") != 1:
+    def _scan(self, out: bytes) -> bytes:
+        """``out`` (whole frames) with the frames that hold a trigger normalised.
+
+        A big read (a whole stream arriving at once) is mostly a run of template frames between
+        a few others (the role frame first; finish, usage and [DONE] last): only those few are
+        searched.
+        """
+        prefix = self._prefix
+        if prefix is not None:
+            start = out.find(prefix)
+            end = out.rfind(self._suffix) + len(self._suffix)
+            if 0 <= start < end and (start == 0 or out[start - 2 : start] == b"\n\n") and self._plain(out[start:end]):
+                head = self._search(out[:start]) if start else b""
+                if end == len(out):
+                    return head + out[start:end]
+                try:
+                    return head + out[start:end] + self._search(out[end:])
+                except StreamError as exc:
+                    exc.output = head + out[start:end] + exc.output
+                    raise
+        return self._search(out)
+
+    def _search(self, out: bytes) -> bytes:
+        """``out`` (whole frames), normalised from the first frame that holds a trigger on."""
+        first = _first_trigger(out)
+        if first < 0:
+            return out
+        # Frames before that one pass as they are; from it on, each is looked at alone.
+        boundary = out.rfind(b"\n\n", 0, first)
+        return self._normalise(out, boundary + 2 if boundary >= 0 else 0)
+
+    def _learn(self, out: bytes) -> None:
+        """Remember the text before and after the content string of the first content frame
+        in ``out`` (whole frames), when that frame holds no trigger (see ``_plain``)."""
+        at = out.find(_CONTENT_KEY)
+        if at < 0:
             return
-        start += len(_CONTENT_KEY)
+        begin = out.rfind(b"\n\n", 0, at)
+        frame = out[begin + 2 if begin >= 0 else 0 : out.find(b"\n\n", at) + 2]
+        start = frame.find(_CONTENT_KEY) + len(_CONTENT_KEY)
         end = start
         while True:  # the closing quote: one not preceded by an odd run of backslashes
             end = frame.find(b'"', end)
@@ -143,7 +192,12 @@ class PassthroughTranslator:
             if backslashes % 2 == 0:
                 break
             end += 1
+        if b"\\" in frame[:start] or b"\\" in frame[end:] or _first_trigger(frame) >= 0:
+            # Backslashes in the ends would spoil ``_plain``'s count of escaped quotes, and a
+            # trigger in them would pass unnoticed in every later frame.
+            return
         self._prefix, self._suffix = frame[:start], frame[end:]
+        self._quotes = self._prefix.count(b'"') + self._suffix.count(b'"')
 
     def finish(self) -> bytes:
         if self._decoder is not None and not self.done:
@@ -178,9 +232,10 @@ class PassthroughTranslator:
             out.append(b"data: " + event.data + b"\n\n")
         return self._normalise(b"".join(out)) if out else b""
 
-    def _normalise(self, out: bytes) -> bytes:
-        frames = out.split(b"\n\n")
-        result: list[bytes] = []
+    def _normalise(self, out: bytes, start: int = 0) -> bytes:
+        """``out`` with each frame from ``start`` on rewritten if it deviates from OpenAI's shape."""
+        frames = out[start:].split(b"\n\n") if start else out.split(b"\n\n")
+        result: list[bytes] = [out[:start]] if start else []
         for frame in frames:
             if not frame:
                 continue
@@ -243,12 +298,27 @@ def _strip_comments(out: bytes) -> bytes:
     return b"".join(frame + b"\n\n" for frame in out.split(b"\n\n") if frame and frame[:1] != b":")
 
 
+def _first_trigger(out: bytes) -> int:
+    """Where the first trigger of any kind starts in ``out``, or -1 (one byte search per trigger)."""
+    first = -1
+    for trigger in _TRIGGERS:
+        at = out.find(trigger)
+        if at >= 0 and (first < 0 or at < first):
+            first = at
+    return first
+
+
 def _needs_parse(frame: bytes) -> bool:
-    """Cheap checks that keep ordinary OpenAI frames (tool-argument fragments) unparsed."""
+    """Cheap checks that keep ordinary OpenAI frames (tool-argument fragments, the final usage
+    chunk) unparsed."""
     # Every complete tool call has its own "index" besides the choice's: fewer means missing.
     if b'"tool_calls"' in frame and frame.count(b'"index"') <= frame.count(b'"function"'):
         return True
-    return any(t in frame for t in _TRIGGERS if t != b'"tool_calls"')
+    for trigger in _PARSE_TRIGGERS:
+        if trigger in frame:
+            return True
+    # Usage is OpenAI's own shape on a chunk with no choices (Groq's x_groq is caught above).
+    return (b'"usage":{' in frame or b'"usage": {' in frame) and b'"choices":[]' not in frame
 
 
 def _fix_content_parts(delta: JSONBody) -> None:
@@ -307,8 +377,6 @@ def translate_response(body: bytes, ctx: StreamContext) -> bytes:
                     call["type"] = "function"
             _fix_content_parts(message)
     return orjson.dumps(data)
-
-
 
 
 def translate_error(status: int, body: bytes) -> ProxyError:
