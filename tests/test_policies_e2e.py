@@ -32,8 +32,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def good_stream(model: str, words: tuple[str, ...] = ("Hello", " world")) -> bytes:
@@ -44,10 +49,21 @@ def good_stream(model: str, words: tuple[str, ...] = ("Hello", " world")) -> byt
 
 
 def good_json(model: str, text: str = "Hello world") -> dict[str, Any]:
-    return {"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    return {
+        "id": "chatcmpl-up",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
 
 
 async def until_disconnected(request: web.Request, limit_s: float = 10.0) -> None:
@@ -181,9 +197,12 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 async def raw_post(proxy: TestServer, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    async with aiohttp.ClientSession() as session, session.post(
-        proxy.make_url("/v1/chat/completions"), data=orjson.dumps(body), headers={"Authorization": "Bearer client"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            proxy.make_url("/v1/chat/completions"), data=orjson.dumps(body), headers={"Authorization": "Bearer client"}
+        ) as resp,
+    ):
         return resp.status, dict(resp.headers), await resp.read()
 
 
@@ -296,10 +315,12 @@ async def test_a_stream_that_dies_after_its_first_frame_does_not_fall_back(fakes
 
 
 async def test_an_error_frame_after_content_is_relayed_not_retried(start_proxy) -> None:
-    proxy = await start_proxy({
-        "providers": {"mock": {"chunk_delay_ms": 0}},
-        "policies": {"p": {"type": "fallback", "models": ["mock/fail-mid", "mock/echo"], "retries": 1}},
-    })
+    proxy = await start_proxy(
+        {
+            "providers": {"mock": {"chunk_delay_ms": 0}},
+            "policies": {"p": {"type": "fallback", "models": ["mock/fail-mid", "mock/echo"], "retries": 1}},
+        }
+    )
     raw = await sdk(proxy).chat.completions.with_raw_response.create(
         model="policy/p", messages=[{"role": "user", "content": "one two three four"}], stream=True
     )
@@ -403,8 +424,15 @@ async def test_a_stream_failing_after_its_first_frame_counts_against_health(fake
     first = b"".join(frames(chunk("up", {"role": "assistant", "content": "Hel"})))
     data = {
         "providers": {"flaky": fakes.provider("flaky", die_after(first)), "steady": fakes.provider("steady", ok())},
-        "policies": {"lb": {"type": "loadbalance", "models": {"flaky/m": 99, "steady/m": 1}, "sticky_key": "user",
-                            "failure_threshold": 1, "cooldown_s": 300}},
+        "policies": {
+            "lb": {
+                "type": "loadbalance",
+                "models": {"flaky/m": 99, "steady/m": 1},
+                "sticky_key": "user",
+                "failure_threshold": 1,
+                "cooldown_s": 300,
+            }
+        },
     }
     proxy = await start_proxy(data)
     members = [("flaky/m", 99.0), ("steady/m", 1.0)]
@@ -505,8 +533,15 @@ async def test_several_keys_from_env_spread_the_load(fakes: Fakes, start_proxy) 
 async def test_loadbalance_is_sticky_per_user_and_falls_back_when_the_choice_fails(fakes: Fakes, start_proxy) -> None:
     data = {
         "providers": {"g1": fakes.provider("g1", ok("m1")), "g2": fakes.provider("g2", ok("m2"))},
-        "policies": {"spread": {"type": "loadbalance", "models": {"g1/m": 70, "g2/m": 30}, "sticky_key": "user",
-                                "failure_threshold": 1, "cooldown_s": 300}},
+        "policies": {
+            "spread": {
+                "type": "loadbalance",
+                "models": {"g1/m": 70, "g2/m": 30},
+                "sticky_key": "user",
+                "failure_threshold": 1,
+                "cooldown_s": 300,
+            }
+        },
         "aliases": {"fast": "policy/spread"},
     }
     proxy = await start_proxy(data)
@@ -539,11 +574,13 @@ async def test_loadbalance_is_sticky_per_user_and_falls_back_when_the_choice_fai
 def keepalive_proxy(fakes: Fakes, start_proxy: Any, *handlers: tuple[str, Handler]) -> Awaitable[TestServer]:
     providers = {name: fakes.provider(name, handler) for name, handler in handlers}
     models = [f"{name}/m" for name, _ in handlers]
-    return start_proxy({
-        "server": {"keepalive_s": 0.05},
-        "providers": providers,
-        "policies": {"p": {"type": "fallback", "models": models, "backoff_ms": [1]}},
-    })
+    return start_proxy(
+        {
+            "server": {"keepalive_s": 0.05},
+            "providers": providers,
+            "policies": {"p": {"type": "fallback", "models": models, "backoff_ms": [1]}},
+        }
+    )
 
 
 async def test_keepalive_comments_precede_a_slow_first_frame(fakes: Fakes, start_proxy) -> None:
@@ -579,13 +616,15 @@ async def test_without_keepalive_nothing_is_sent_before_the_first_frame(fakes: F
 
 
 async def test_models_lists_policies_and_aliases(start_proxy) -> None:
-    proxy = await start_proxy({
-        "policies": {
-            "reliable": {"type": "fallback", "models": ["mock/a", "openai/gpt-4o"]},
-            "spread": {"type": "loadbalance", "models": {"mock/b": 70, "mock/c": 30}, "sticky_key": "user"},
-        },
-        "aliases": {"fast": "policy/spread", "safe": "policy/reliable"},
-    })
+    proxy = await start_proxy(
+        {
+            "policies": {
+                "reliable": {"type": "fallback", "models": ["mock/a", "openai/gpt-4o"]},
+                "spread": {"type": "loadbalance", "models": {"mock/b": 70, "mock/c": 30}, "sticky_key": "user"},
+            },
+            "aliases": {"fast": "policy/spread", "safe": "policy/reliable"},
+        }
+    )
     ids = {m.id: m.owned_by async for m in sdk(proxy).models.list()}
     assert {"policy/reliable", "policy/spread", "fast", "safe", "mock/echo"} <= set(ids)
     assert ids["policy/reliable"] == ids["fast"] == "sse-proxy"
@@ -621,7 +660,11 @@ def test_a_cyclic_config_is_rejected_at_start(tmp_path: Path) -> None:
     path.write_text(CYCLIC)
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "--config", str(path), "--port", "0", "--no-uvloop"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode != 0
     assert "listening" not in result.stdout
