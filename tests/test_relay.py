@@ -389,3 +389,53 @@ async def test_provider_key_never_reaches_client_or_log(sse_upstream, aiohttp_se
         bodies.append(raw + repr(headers).encode())
     assert not any(UPSTREAM_KEY.encode() in b for b in bodies)
     assert UPSTREAM_KEY not in caplog.text
+
+
+async def test_a_response_started_by_two_callers_at_once_is_prepared_once(aiohttp_server) -> None:
+    # The stream's first frame and a keep-alive may both start the client response.
+    from proxy.relay import SSE_HEADERS, _Sink
+
+    seen: list[bool] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sink = _Sink(request, SSE_HEADERS)
+        first, second = await asyncio.gather(sink.start(), sink.start())
+        seen.append(first is second is sink.response)
+        await first.write(b"data: one\n\n")
+        await first.write_eof()
+        return first
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session, session.get(server.make_url("/")) as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert await resp.read() == b"data: one\n\n"
+    assert seen == [True]
+
+
+async def test_a_caller_waiting_on_a_failed_start_sees_a_connection_error(
+    aiohttp_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy.relay import SSE_HEADERS, _Sink
+
+    async def failing_prepare(self: web.StreamResponse, request: web.Request) -> None:
+        await asyncio.sleep(0)
+        raise ConnectionResetError("client gone")
+
+    outcomes: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        sink = _Sink(request, SSE_HEADERS)
+        with monkeypatch.context() as patch:
+            patch.setattr(web.StreamResponse, "prepare", failing_prepare)
+            results = await asyncio.gather(sink.start(), sink.start(), return_exceptions=True)
+        outcomes.extend(type(r).__name__ for r in results)
+        return web.Response(text="done")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as session, session.get(server.make_url("/")) as resp:
+        assert await resp.text() == "done"
+    assert outcomes == ["ConnectionResetError", "ConnectionResetError"]  # neither hangs nor is cancelled
