@@ -85,22 +85,31 @@ class PassthroughTranslator:
         return self._feed(data)
 
     def _plain(self, frames: bytes) -> bool:
-        """Whether ``frames`` (whole frames) are all template + content (see ``_learn``)."""
+        """Whether ``frames`` (whole frames) are all template + content (see ``_learn``).
+
+        Only C-speed byte counts, no loop over frames: a read may hold a whole stream.
+        """
         prefix, suffix = self._prefix, self._suffix
         if prefix is None or not (frames.startswith(prefix) and frames.endswith(suffix)):
             return False
-        if b'"' not in frames[len(prefix) : len(frames) - len(suffix)]:
+        if frames.find(b'"', len(prefix), len(frames) - len(suffix)) < 0:
             return True  # one frame, quote-free content
-        # The template's ends can only stand at frame starts and ends (their quotes would be
-        # escaped inside a string), so when each occurs once per frame, and every quote but
-        # theirs is escaped, every frame is template + content. Escaped backslashes go first,
-        # so that a quote after a backslash is an escaped one.
-        count = frames.count(b"\n\n")
-        if frames.count(prefix) != count or frames.count(suffix) != count:
+        # The suffix holds the frame's only two newlines (JSON strings escape theirs), so twice
+        # as many newlines as suffixes means one suffix per frame, at its end. The prefix can
+        # stand only at a frame start (its quotes would be escaped inside a string): as many
+        # as there are frames means one per frame. Then every quote beyond the template's must
+        # be escaped, inside the content; escaped backslashes go first, so that a quote after
+        # a backslash is an escaped one.
+        newlines = frames.count(b"\n")
+        count = frames.count(suffix)
+        if newlines != 2 * count or frames.count(prefix) != count:
             return False
+        extra = frames.count(b'"') - count * self._quotes
+        if extra <= 0 or b"\\" not in frames:
+            return extra == 0
         if b"\\\\" in frames:
             frames = frames.replace(b"\\\\", b"")
-        return frames.count(b'"') == count * self._quotes + frames.count(b'\\"')
+        return frames.count(b'\\"') == extra
 
     def _feed(self, data: bytes) -> bytes:
         if self.done:
