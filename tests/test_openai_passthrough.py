@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import orjson
@@ -356,3 +357,9 @@ def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pyte
     assert out == f0 + f1 + f2 + f3 + f4 + f5 + mirrored + done
     # The first read teaches the template; only the reasoning frame and [DONE] need the search.
     assert searched == [f0, f6, done]
+
+
+@given(st.lists(st.sampled_from([b"\\", b'"', b"a"]), max_size=40).map(b"".join))
+def test_escaped_quotes_are_those_after_an_odd_run_of_backslashes(data: bytes) -> None:
+    reference = sum(len(m.group(1)) % 2 for m in re.finditer(rb'(\\*)"', data))
+    assert openai_module._escaped_quotes(data) == reference

@@ -98,8 +98,7 @@ class PassthroughTranslator:
         # as many newlines as suffixes means one suffix per frame, at its end. The prefix can
         # stand only at a frame start (its quotes would be escaped inside a string): as many
         # as there are frames means one per frame. Then every quote beyond the template's must
-        # be escaped, inside the content; escaped backslashes go first, so that a quote after
-        # a backslash is an escaped one.
+        # be escaped, inside the content.
         newlines = frames.count(b"\n")
         count = frames.count(suffix)
         if newlines != 2 * count or frames.count(prefix) != count:
@@ -107,9 +106,7 @@ class PassthroughTranslator:
         extra = frames.count(b'"') - count * self._quotes
         if extra <= 0 or b"\\" not in frames:
             return extra == 0
-        if b"\\\\" in frames:
-            frames = frames.replace(b"\\\\", b"")
-        return frames.count(b'\\"') == extra
+        return _escaped_quotes(frames) == extra
 
     def _feed(self, data: bytes) -> bytes:
         if self.done:
@@ -305,6 +302,20 @@ def _done_index(out: bytes) -> int:
 def _strip_comments(out: bytes) -> bytes:
     """``out`` without its comment-only frames (a JSON frame never holds a raw newline)."""
     return b"".join(frame + b"\n\n" for frame in out.split(b"\n\n") if frame and frame[:1] != b":")
+
+
+def _escaped_quotes(data: bytes) -> int:
+    """How many quotes in ``data`` follow an odd run of backslashes (escaped ones).
+
+    Inclusion-exclusion over run lengths: quotes after at least 1 backslash, less those after
+    at least 2, plus those after at least 3... Each count ends at a distinct quote, so the
+    counts are exact, and they stop at the first zero (usually the second).
+    """
+    total, sign, needle = 0, 1, b'\\"'
+    while (found := data.count(needle)) > 0:
+        total += sign * found
+        sign, needle = -sign, b"\\" + needle
+    return total
 
 
 def _first_trigger(out: bytes) -> int:
