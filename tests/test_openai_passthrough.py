@@ -316,7 +316,14 @@ _DEVIATING = st.sampled_from(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    frames=st.lists(st.one_of(_PLAIN_TEXT.map(lambda t: _chunk_frame({"content": t})), _DEVIATING), max_size=12),
+    frames=st.lists(
+        st.one_of(
+            _PLAIN_TEXT.map(lambda t: _chunk_frame({"content": t})),
+            _PLAIN_TEXT.map(lambda t: _chunk_frame({"role": "assistant", "content": t})),
+            _DEVIATING,
+        ),
+        max_size=12,
+    ),
     sizes=st.lists(st.integers(1, 5), min_size=1, max_size=12),
 )
 def test_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(frames: list[bytes], sizes: list[int]) -> None:
@@ -363,3 +370,17 @@ def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pyte
 def test_escaped_quotes_are_those_after_an_odd_run_of_backslashes(data: bytes) -> None:
     reference = sum(len(m.group(1)) % 2 for m in re.finditer(rb'(\\*)"', data))
     assert openai_module._escaped_quotes(data) == reference
+
+
+def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenRouter's shape: {"delta":{"role":"assistant","content":...}} on every chunk.
+    searched: list[bytes] = []
+    real = openai_module._first_trigger
+    monkeypatch.setattr(openai_module, "_first_trigger", lambda out: searched.append(out) or real(out))
+    frames = [_chunk_frame({"role": "assistant", "content": t}) for t in ("", "Hel", "lo", ' "wo', 'rld"', "!")]
+    done = b"data: [DONE]\n\n"
+    reads = [frames[0] + frames[1], frames[2], frames[3] + frames[4], frames[5], done]
+    assert run_translator(PassthroughTranslator(), reads) == b"".join(reads)
+    # The template is learnt from "Hel" (the empty-content frame teaches nothing, but fits it);
+    # every read but [DONE] then passes on the template.
+    assert searched == [frames[1], done]

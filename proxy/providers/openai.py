@@ -46,7 +46,9 @@ _TRIGGERS = (
 # The triggers that always need a parse; usage and tool_calls are decided by ``_needs_parse``.
 _PARSE_TRIGGERS = tuple(t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {'))
 _DONE = b"data: [DONE]"
-_CONTENT_KEY = b'"delta":{"content":"'
+# Where a content frame's text starts: OpenAI's shape, and the one that repeats the role in
+# every delta (OpenRouter). A frame with empty content (OpenAI's role frame) teaches nothing.
+_CONTENT_KEYS = (b'"delta":{"content":"', b'"delta":{"role":"assistant","content":"')
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -183,12 +185,17 @@ class PassthroughTranslator:
     def _learn(self, out: bytes) -> None:
         """Remember the text before and after the content string of the first content frame
         in ``out`` (whole frames), when that frame holds no trigger (see ``_plain``)."""
-        at = out.find(_CONTENT_KEY)
-        if at < 0:
+        for key in _CONTENT_KEYS:
+            at = out.find(key)
+            while at >= 0 and out[at + len(key) : at + len(key) + 1] == b'"':  # empty content
+                at = out.find(key, at + len(key))
+            if at >= 0:
+                break
+        else:
             return
         begin = out.rfind(b"\n\n", 0, at)
         frame = out[begin + 2 if begin >= 0 else 0 : out.find(b"\n\n", at) + 2]
-        start = frame.find(_CONTENT_KEY) + len(_CONTENT_KEY)
+        start = at - (begin + 2 if begin >= 0 else 0) + len(key)
         end = start
         while True:  # the closing quote: one not preceded by an odd run of backslashes
             end = frame.find(b'"', end)
