@@ -342,7 +342,7 @@ def test_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(frames: list
 
 
 @given(texts=st.lists(_PLAIN_TEXT, min_size=1, max_size=20), size=st.integers(1, 6))
-def test_plain_content_frames_pass_byte_for_byte_through_the_template_path(texts: list[str], size: int) -> None:
+def test_plain_content_frames_pass_byte_for_byte_in_reads_of_several_frames(texts: list[str], size: int) -> None:
     frames = [_chunk_frame({"content": t}) for t in texts]
     data = b"".join(frames) + b"data: [DONE]\n\n"
     reads = [b"".join(frames[i : i + size]) for i in range(0, len(frames), size)] + [b"data: [DONE]\n\n"]

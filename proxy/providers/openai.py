@@ -72,8 +72,8 @@ class PassthroughTranslator:
         self._next_tool = 0
         # The stream's frame template, learnt from its first plain content frame: every text
         # before the content string, and every text after it (up to and with the blank line).
-        # A later frame with the same two ends and no quote between them holds nothing but
-        # content, so it needs no byte search.
+        # A later frame with the same two ends and only escaped quotes between them holds
+        # nothing but content, so it needs no trigger search (see ``_plain``).
         self._prefix: bytes | None = None
         self._suffix = b""
         self._quotes = 0  # quotes in prefix + suffix
@@ -193,9 +193,10 @@ class PassthroughTranslator:
                 break
         else:
             return
-        begin = out.rfind(b"\n\n", 0, at)
-        frame = out[begin + 2 if begin >= 0 else 0 : out.find(b"\n\n", at) + 2]
-        start = at - (begin + 2 if begin >= 0 else 0) + len(key)
+        boundary = out.rfind(b"\n\n", 0, at)
+        begin = boundary + 2 if boundary >= 0 else 0  # where the frame starts
+        frame = out[begin : out.find(b"\n\n", at) + 2]
+        start = at - begin + len(key)
         end = start
         while True:  # the closing quote: one not preceded by an odd run of backslashes
             end = frame.find(b'"', end)
