@@ -26,6 +26,7 @@ from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, rel
 from proxy.routing import Router, Target
 from proxy.upstream import HTTPTransport, UpstreamResponse, parse_retry_after, read_body
 from proxy.validation import validate_chat_request
+from proxy.watchdog import Watchdog
 
 __all__ = ["STATE", "State", "create_app"]
 
@@ -163,9 +164,15 @@ async def _attempt(
                 err.retry_after = retry_after
             raise err
         if stream:
-            translator = kind.stream_translator(ctx)
+            translator = kind.stream_translator(ctx, provider)
             return await relay_stream(
-                request, upstream, translator, provider, {**SSE_HEADERS, **headers}, state.config.server.keepalive_s
+                request,
+                upstream,
+                translator,
+                provider,
+                {**SSE_HEADERS, **headers},
+                state.transport.watchdog,
+                state.config.server.keepalive_s,
             )
         data = kind.translate_response(await read_body(upstream, provider), ctx)
         return web.Response(body=data, content_type="application/json", headers=headers)
@@ -193,10 +200,20 @@ async def _transport_ctx(app: web.Application) -> Any:
     await transport.close()
 
 
+def _resolution(config: Config) -> float:
+    """How often the watchdog sweeps: every 0.1 s, or finer for sub-second timeouts."""
+    shortest = min(
+        [config.server.keepalive_s or 1.0]
+        + [min(p.first_byte_timeout_s, p.idle_timeout_s) for p in config.providers.values()]
+    )
+    return min(0.1, shortest / 8)
+
+
 def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application (run it with ``handler_cancellation=True``)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
-    app[STATE] = State(config=config, router=Router(config), transport=HTTPTransport())
+    watchdog = Watchdog(_resolution(config))
+    app[STATE] = State(config=config, router=Router(config), transport=HTTPTransport(watchdog))
     app.cleanup_ctx.append(_transport_ctx)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)

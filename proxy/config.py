@@ -72,20 +72,29 @@ class Config:
     source: str = "<built-in defaults>"
 
 
-def _openai_compatible(name: str, base_url: str, env: str | None, models: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
+def _openai_compatible(
+    name: str, base_url: str, env: str | None, models: tuple[str, ...] = (), normalise: bool = True
+) -> dict[str, Any]:
+    preset = {
         "kind": "openai",
         "base_url": base_url,
         "api_key_envs": [env] if env else [],
         "needs_key": env is not None,
         "models": list(models),
     }
+    if not normalise:  # OpenAI's own stream needs no normalising (see proxy.providers.openai)
+        preset["normalise"] = False
+    return preset
 
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "openai": _openai_compatible(
-            "openai", "https://api.openai.com/v1", "OPENAI_API_KEY", ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3")
+            "openai",
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+            ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3"),
+            normalise=False,
         ),
         "mistral": _openai_compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
         "groq": _openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
@@ -159,6 +168,8 @@ def _provider(name: str, raw: Mapping[str, Any], env: Mapping[str, str], where: 
             fields[key] = value
         else:
             options[key] = value  # kind-specific options (e.g. a default max_tokens) live here
+    if "normalise" in options:
+        _check(where, "normalise", options["normalise"], bool)
     kind = fields.get("kind")
     if kind is None:
         raise ConfigError(f"{where}: key 'kind' is missing (one of: {', '.join(sorted(KINDS))})")

@@ -10,8 +10,9 @@ long and gets ``: keep-alive`` comments every ``keepalive_s`` of client-side sil
 balancers with idle timeouts keep the connection; the price is that a failure after the first
 keep-alive can only be reported as an error frame, no longer retried elsewhere.
 
-One timer per stream (``_Clock``) does the time-based work: the upstream idle/first-byte
-timeout and the keep-alive; the hot loop only stamps the time of each read.
+A watch per stream (``_Clock``, checked by the process's one ``Watchdog`` timer) does the
+time-based work: the upstream idle/first-byte timeout and the keep-alive. It reads progress from
+byte counters, so the hot loop does no timekeeping at all.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from proxy.config import ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamTimeout
 from proxy.providers.base import StreamTranslator
 from proxy.upstream import UpstreamResponse, describe
+from proxy.watchdog import Watchdog
 
 __all__ = ["FAILED_AFTER_START", "KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]
 
@@ -64,37 +66,52 @@ class _Sink:
     async def start(self) -> web.StreamResponse:
         if self.response is not None:
             return self.response
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._prepare())
-        return await asyncio.shield(self._starting)
+        if self._starting is not None:  # the other caller is starting it: wait for that
+            return await asyncio.shield(self._starting)
+        starting = self._starting = asyncio.get_running_loop().create_future()
+        response = web.StreamResponse(status=200, headers=self._headers)
+        try:
+            await response.prepare(self._request)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                starting.cancel()
+            else:
+                starting.set_exception(exc)
+                starting.exception()  # retrieved here, so an unawaited failure is not logged
+            raise
+        self.response = response
+        starting.set_result(response)
+        return response
+
+    def sent(self) -> int:
+        """Bytes written to the client so far."""
+        return self._request.writer.output_size if self.response is not None else 0
 
     def client_gone(self) -> bool:
         transport = self._request.transport
         return transport is None or transport.is_closing()
 
-    async def _prepare(self) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers=self._headers)
-        await response.prepare(self._request)
-        self.response = response
-        return response
-
 
 class _Clock:
-    """One timer per stream: upstream timeouts, and keep-alives towards the client."""
+    """A stream's watch (see ``proxy.watchdog``): upstream timeouts, and keep-alives to the client.
+
+    Progress is read from byte counters at each sweep, so the relay loop does no timekeeping.
+    """
 
     __slots__ = (
-        "_handle",
         "_keepalive_s",
         "_loop",
         "_sink",
         "_task",
         "_upstream",
+        "_watchdog",
         "fired",
         "first_byte_s",
         "idle_s",
-        "last_read",
-        "last_write",
-        "seen",
+        "in_at",
+        "out_at",
+        "received",
+        "sent",
     )
 
     def __init__(
@@ -104,38 +121,42 @@ class _Clock:
         provider: ProviderConfig,
         sink: _Sink,
         keepalive_s: float | None,
+        watchdog: Watchdog,
     ) -> None:
         self._loop = loop
         self._upstream = upstream
         self._sink = sink
         self._keepalive_s = keepalive_s
+        self._watchdog = watchdog
         self._task: asyncio.Task[None] | None = None
         self.first_byte_s = provider.first_byte_timeout_s
         self.idle_s = provider.idle_timeout_s
-        self.last_read = self.last_write = loop.time()
-        self.seen = False
+        self.in_at = self.out_at = loop.time()
+        self.received = upstream.received
+        self.sent = 0
         self.fired = False
-        self._handle = loop.call_at(self._next_deadline(), self._tick)
+        watchdog.add(self)
 
-    def _next_deadline(self) -> float:
-        # Wake at least every idle_s: a first read may come at any moment and switch the
-        # deadline from first_byte_s to idle_s after it.
-        limit = self.idle_s if self.seen else self.first_byte_s
-        deadline = min(self.last_read + limit, self._loop.time() + self.idle_s)
-        if self._keepalive_s:
-            deadline = min(deadline, self.last_write + self._keepalive_s)
-        return deadline
+    @property
+    def seen(self) -> bool:
+        return self.received > 0
 
-    def _tick(self) -> None:
-        now = self._loop.time()
-        if now >= self.last_read + (self.idle_s if self.seen else self.first_byte_s):
+    def check(self, now: float) -> None:
+        received = self._upstream.received
+        if received != self.received:
+            self.received, self.in_at = received, now
+        if now - self.in_at >= (self.idle_s if received else self.first_byte_s):
             self.fired = True
+            self._watchdog.discard(self)
             self._upstream.close()  # the read in the relay loop ends or raises; it reports the timeout
             return
-        if self._keepalive_s and now >= self.last_write + self._keepalive_s and self._task is None:
-            self.last_write = now
-            self._task = self._loop.create_task(self._keepalive())
-        self._handle = self._loop.call_at(max(self._next_deadline(), now + 0.001), self._tick)
+        if self._keepalive_s:
+            sent = self._sink.sent()
+            if sent != self.sent:
+                self.sent, self.out_at = sent, now
+            elif now - self.out_at >= self._keepalive_s and self._task is None:
+                self.out_at = now
+                self._task = self._loop.create_task(self._keepalive())
 
     async def _keepalive(self) -> None:
         try:
@@ -147,7 +168,7 @@ class _Clock:
             self._task = None
 
     def cancel(self) -> None:
-        self._handle.cancel()
+        self._watchdog.discard(self)
         if self._task is not None:
             self._task.cancel()
 
@@ -158,6 +179,7 @@ async def relay_stream(
     translator: StreamTranslator,
     provider: ProviderConfig,
     headers: Mapping[str, str],
+    watchdog: Watchdog,
     keepalive_s: float | None = None,
 ) -> web.StreamResponse:
     """Relay ``upstream`` to the client through ``translator``.
@@ -168,7 +190,7 @@ async def relay_stream(
     """
     loop = asyncio.get_running_loop()
     sink = _Sink(request, headers)
-    clock = _Clock(loop, upstream, provider, sink, keepalive_s)
+    clock = _Clock(loop, upstream, provider, sink, keepalive_s, watchdog)
     try:
         await _pump(upstream, translator, sink, clock, provider)
     except ProxyError as err:
@@ -196,13 +218,10 @@ async def _pump(
     provider: ProviderConfig,
 ) -> None:
     feed = translator.feed
-    now = clock._loop.time
     write = None
     chunks = upstream.chunks()
     try:
         async for chunk in chunks:
-            clock.last_read = now()
-            clock.seen = True
             try:
                 out = feed(chunk)
             except StreamError as exc:
@@ -213,7 +232,6 @@ async def _pump(
                 if write is None:
                     write = (await sink.start()).write
                 await write(out)
-                clock.last_write = clock.last_read
                 if translator.done:
                     await sink.response.write_eof()  # type: ignore[union-attr]
                     clock.idle_s = min(clock.idle_s, _DRAIN_AFTER_DONE_S)

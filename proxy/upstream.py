@@ -18,6 +18,7 @@ import aiohttp
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamTimeout, UpstreamUnavailable
 from proxy.providers.base import UpstreamRequest
+from proxy.watchdog import Watchdog
 
 __all__ = ["HTTPTransport", "UpstreamResponse"]
 
@@ -25,6 +26,11 @@ __all__ = ["HTTPTransport", "UpstreamResponse"]
 class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
+
+    @property
+    def received(self) -> int:
+        """Body bytes received so far (read or not): the watchdog's measure of progress."""
+        ...
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, one item per network read."""
@@ -45,6 +51,10 @@ class _HTTPResponse:
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
+    @property
+    def received(self) -> int:
+        return self._resp.content.total_bytes
+
     def chunks(self) -> AsyncIterator[bytes]:
         return self._resp.content.iter_any()
 
@@ -64,10 +74,16 @@ def describe(exc: BaseException) -> str:
 
 
 class HTTPTransport:
-    """Opens provider requests over one keep-alive connection pool."""
+    """Opens provider requests over one keep-alive connection pool.
 
-    def __init__(self) -> None:
+    The first-byte deadline is the ``watchdog``'s (no timer per request); aiohttp's own
+    ``sock_connect`` timeout applies only when a new connection is made.
+    """
+
+    def __init__(self, watchdog: Watchdog | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.watchdog = watchdog or Watchdog()
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
@@ -82,6 +98,7 @@ class HTTPTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.watchdog.close()
 
     async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> UpstreamResponse:
         """Send ``req``; return once the response headers are in.
@@ -90,12 +107,15 @@ class HTTPTransport:
         ``UpstreamTimeout`` (504) when it does not answer within its first-byte timeout.
         """
         assert self._session is not None, "HTTPTransport.start() was not awaited"
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=provider.connect_timeout_s, sock_connect=provider.connect_timeout_s
-        )
+        timeout = self._timeouts.get(provider.connect_timeout_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout_s)
+            self._timeouts[provider.connect_timeout_s] = timeout
         try:
-            async with asyncio.timeout(provider.first_byte_timeout_s):
-                resp = await self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+            resp = await self.watchdog.within(
+                provider.first_byte_timeout_s,
+                self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout),
+            )
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{provider.name}' sent no response within {provider.first_byte_timeout_s:g} s"

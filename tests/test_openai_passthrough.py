@@ -384,3 +384,90 @@ def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkey
     # The template is learnt from "Hel" (the empty-content frame teaches nothing, but fits it);
     # every read but [DONE] then passes on the template.
     assert searched == [frames[1], done]
+
+
+# -- normalise = false: the upstream is OpenAI itself (the ``openai`` preset) ------------------
+
+PRESETS = build({}, "<t>", {})
+EXACT = PRESETS.providers["openai"]
+
+
+def exact() -> PassthroughTranslator:
+    return PassthroughTranslator(CTX, EXACT)
+
+
+def test_only_the_openai_preset_is_taken_as_exact() -> None:
+    assert EXACT.options["normalise"] is False
+    for name in ("mistral", "groq", "deepseek", "openrouter", "together", "xai", "fireworks", "ollama", "vllm"):
+        assert "normalise" not in PRESETS.providers[name].options, name
+    config = build({"providers": {"azure": {"kind": "openai", "base_url": "http://h", "normalise": False}}}, "<t>", {})
+    assert config.providers["azure"].options["normalise"] is False
+    # A Mistral shape through an exact translator passes as it came: the option is what decides.
+    data = framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")
+    assert run_translator(PassthroughTranslator(CTX, config.providers["azure"]), [data]) == data
+    assert run_translator(PassthroughTranslator(CTX, config.providers["mistral"]), [data]) != data
+
+
+def test_normalise_must_be_a_boolean() -> None:
+    from proxy.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'normalise' must be of type bool"):
+        build({"providers": {"openai": {"normalise": "no"}}}, "<t>", {})
+
+
+@pytest.mark.parametrize("path", OPENAI_RECORDINGS, ids=lambda p: p.name)
+def test_openai_recordings_pass_an_exact_translator_byte_for_byte(path: Path) -> None:
+    data = path.read_bytes()
+    assert assert_same_every_split(exact, data) == data
+
+
+def _obfuscated(delta: dict[str, object], i: int, finish: str | None = None) -> bytes:
+    # OpenAI's frames today: usage null on every chunk, then a random-length padding string.
+    pad = "aZ9q_-xY"[: 1 + i % 8] * (1 + i % 3)
+    return _chunk_frame(delta, finish, usage=None, obfuscation=pad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(_PLAIN_TEXT, max_size=12), cuts=st.lists(st.integers(1, 400), min_size=1, max_size=12))
+def test_exact_mode_passes_openai_frames_cut_anywhere(texts: list[str], cuts: list[int]) -> None:
+    frames = [_obfuscated({"role": "assistant", "content": ""}, 0)]
+    frames += [_obfuscated({"content": t}, i) for i, t in enumerate(texts, 1)]
+    frames += [_obfuscated({}, 99, "stop"), b'data: {"id":"c","choices":[],"usage":{"total_tokens":3}}\n\n']
+    data = b"".join(frames) + b"data: [DONE]\n\n"
+    reads, i = [], 0
+    for n in cuts * len(data):
+        if i >= len(data):
+            break
+        reads.append(data[i : i + n])
+        i += n
+    # Content mentioning "error" or [DONE] takes the normalising way for that read: same bytes.
+    translator = exact()
+    assert run_translator(translator, reads) == data
+    assert translator.done
+
+
+def test_exact_mode_still_ends_the_stream_on_an_upstream_error() -> None:
+    good = _obfuscated({"content": "Hel"}, 1)
+    bad = b'data: {"error":{"message":"model overloaded","type":"server_error","code":"overloaded"}}\n\n'
+    translator = exact()
+    assert translator.feed(good) == good
+    with pytest.raises(StreamError) as info:
+        translator.feed(good + bad)
+    assert info.value.output == good
+    assert info.value.message == "model overloaded"
+
+
+def test_exact_mode_forwards_nothing_after_done() -> None:
+    translator = exact()
+    frame = _obfuscated({"content": "x"}, 1)
+    assert translator.feed(frame + b"data: [DONE]\n\n" + frame) == frame + b"data: [DONE]\n\n"
+    assert translator.done
+    assert translator.feed(frame) == b""
+    assert translator.finish() == b""
+
+
+def test_exact_mode_reports_a_stream_cut_before_done() -> None:
+    translator = exact()
+    translator.feed(_obfuscated({"content": "x"}, 1))
+    with pytest.raises(StreamError, match="before \\[DONE\\]"):
+        translator.finish()

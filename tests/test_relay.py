@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from proxy.app import STATE
 from tests.conftest import UPSTREAM_KEY, Recorder, frames, openai_provider
 from tests.support import FIXTURES
 
@@ -439,3 +440,48 @@ async def test_a_caller_waiting_on_a_failed_start_sees_a_connection_error(
     async with aiohttp.ClientSession() as session, session.get(server.make_url("/")) as resp:
         assert await resp.text() == "done"
     assert outcomes == ["ConnectionResetError", "ConnectionResetError"]  # neither hangs nor is cancelled
+
+
+async def test_every_ending_of_a_stream_leaves_no_watch_behind(aiohttp_server, start_proxy) -> None:
+    """Finished, failed, timed-out and abandoned streams all take their watch off the watchdog."""
+    first = frames(chunk({"content": "one"}))[0]
+    whole = b"".join(frames(chunk({"content": "one"}), chunk({}, "stop"), "[DONE]"))
+
+    async def upstream_handler(request: web.Request) -> web.StreamResponse:
+        model = (await request.json())["model"]
+        if model == "hang":  # no headers
+            await asyncio.sleep(30)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        if model == "ok":
+            await response.write(whole)
+        elif model == "cut":
+            await response.write(first)
+        else:  # "stall": one frame, then silence
+            await response.write(first)
+            await asyncio.sleep(30)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", upstream_handler)
+    upstream = await aiohttp_server(app)
+    # "quick" times out fast; "slow" never within the test, so only the relay can end its watches.
+    config = openai_provider(upstream, "quick", first_byte_timeout_s=0.3, idle_timeout_s=0.3)
+    config["providers"].update(openai_provider(upstream, "slow", idle_timeout_s=60)["providers"])
+    proxy = await start_proxy(config)
+    url = proxy.make_url("/v1/chat/completions")
+    watchdog = proxy.app[STATE].transport.watchdog
+    for model, status in (("slow/ok", 200), ("slow/cut", 200), ("quick/stall", 200), ("quick/hang", 504)):
+        got, _, _ = await post(url, {**CHAT, "model": model})
+        assert got == status, model
+    assert len(watchdog) == 0
+    async with aiohttp.ClientSession() as session:  # a client leaving mid-stream
+        resp = await session.post(url, json={**CHAT, "model": "slow/stall"})
+        assert await resp.content.readuntil(b"\n\n") == first
+        assert len(watchdog) == 1
+        resp.close()
+    for _ in range(100):
+        if not len(watchdog):
+            break
+        await asyncio.sleep(0.02)
+    assert len(watchdog) == 0

@@ -661,7 +661,7 @@ class AnthropicStream:
 
     __slots__ = ("_blocks", "_decoder", "_stop", "_thinking_blocks", "_usage", "_writer", "done")
 
-    def __init__(self, ctx: StreamContext) -> None:
+    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
         self._writer = ChunkWriter(ctx)
         self._decoder = SSEDecoder()
         self._blocks: dict[Any, _Block] = {}

@@ -5,7 +5,7 @@ plain synchronous objects, bytes in and bytes out, no aiohttp, no asyncio, no cl
 random source of their own (``StreamContext`` carries ``id``, ``created`` and ``model``).
 
 Request path: ``build_request(body, model, provider, ctx)`` turns the client's OpenAI body into
-an ``UpstreamRequest``. Stream path: ``stream_translator(ctx)`` returns a ``StreamTranslator`` fed
+an ``UpstreamRequest``. Stream path: ``stream_translator(ctx, provider)`` returns a ``StreamTranslator`` fed
 the upstream's raw bytes read by read, returning OpenAI SSE frame bytes. Non-stream path:
 ``translate_response(body, ctx)`` turns a 2xx upstream body into the ``chat.completion`` JSON body. Error path:
 ``translate_error(status, body)`` returns the OpenAI-shaped ``ProxyError`` for an upstream error
@@ -80,7 +80,7 @@ class Adapter:
 
     kind: str
     build_request: Callable[[JSONBody, str, ProviderConfig, StreamContext], UpstreamRequest]
-    stream_translator: Callable[[StreamContext], StreamTranslator]
+    stream_translator: Callable[[StreamContext, ProviderConfig], StreamTranslator]
     translate_response: Callable[[bytes, StreamContext], bytes]
     translate_error: Callable[[int, bytes], ProxyError]
     # True when the adapter's stream output is the upstream's own OpenAI frames (ids kept).

@@ -799,7 +799,7 @@ class GeminiStream:
 
     __slots__ = ("_ctx", "_decoder", "_finished", "_usage", "_writer", "done")
 
-    def __init__(self, ctx: StreamContext) -> None:
+    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
         self._ctx = ctx
         self._writer = ChunkWriter(ctx)
         self._decoder = _Decoder()

@@ -110,6 +110,7 @@ class MockResponse:
         if match:
             self.status = int(match.group(1))
         self._closed = False
+        self.received = 0
 
     async def read(self) -> bytes:
         if self.status != 200:
@@ -140,6 +141,7 @@ class MockResponse:
                 return
             if i and delay:
                 await asyncio.sleep(delay)
+            self.received += len(frame)
             yield frame
 
     def _frames(self) -> list[bytes]:

@@ -62,11 +62,18 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
 
 
 class PassthroughTranslator:
-    """OpenAI frames in, the same frames out; see the module docstring for the exceptions."""
+    """OpenAI frames in, the same frames out; see the module docstring for the exceptions.
 
-    __slots__ = ("_buf", "_decoder", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
+    With the provider option ``normalise = false`` (the ``openai`` preset's), the upstream is
+    taken at its word that it speaks OpenAI's exact shape: the whole frames of a read are only
+    searched for ``"error"`` and ``[DONE]``, and pass untouched otherwise. A read holding
+    ``"error"`` goes the normalising way, so a mid-stream error still ends the stream.
+    """
 
-    def __init__(self, ctx: StreamContext | None = None) -> None:
+    __slots__ = ("_buf", "_decoder", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
+
+    def __init__(self, ctx: StreamContext | None = None, provider: ProviderConfig | None = None) -> None:
+        self._exact = provider is not None and provider.options.get("normalise") is False
         self._buf = b""
         self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
         self._next_tool = 0
@@ -131,7 +138,14 @@ class PassthroughTranslator:
             out, self._buf = data, b""
         else:
             out, self._buf = data[:end], data[end:]
-        if self._prefix is not None and self._plain(out):
+        if self._exact:
+            if b'"error"' not in out:
+                done_at = _done_index(out)
+                if done_at < 0:
+                    return out
+                self.done = True
+                return out[:done_at] + b"data: [DONE]\n\n"
+        elif self._prefix is not None and self._plain(out):
             return out
         if out[:1] == b":" or b"\n:" in out:
             # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
