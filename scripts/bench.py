@@ -1134,7 +1134,15 @@ class Services:
 
 
 PROXY_CONFIG = """\
+# The fake upstream speaks OpenAI's own shape: taken as exact, like the openai preset.
 [providers.fake]
+kind = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+api_key = "x"
+normalise = false
+
+# The same upstream as any other OpenAI-compatible provider (Mistral, Groq, vLLM...): normalised.
+[providers.fakecompat]
 kind = "openai"
 base_url = "http://127.0.0.1:{port}/v1"
 api_key = "x"
@@ -1293,8 +1301,13 @@ def suite(args: argparse.Namespace) -> int:
         matrix([direct, bare, proxy1, proxy2, litellm], chatty, streams, k_chatty, "pass-through chatty")
         log("\n== pass-through, paced (100 chunks every 20 ms after a 300 ms first token) ==")
         matrix([direct, bare, proxy1, proxy2, litellm], paced, streams, k_paced, "pass-through paced")
+        # The same OpenAI frames through a provider that is normalised (any OpenAI-compatible
+        # one but OpenAI itself): OpenAI's per-chunk padding defeats its template fast path.
+        compat = Target("proxy compat", proxy1.url, ["fakecompat/"], proxy1.pid) if proxy1 is not None else None
+        log("\n== pass-through, chatty, through a normalising provider (fakecompat) ==")
+        matrix([bare, proxy1, compat], chatty, [32], k_chatty, "pass-through compat")
         log("\n== per-request overhead: short streams (10 chunks back to back), 32 streams ==")
-        matrix([direct, bare, proxy1, *translated], Shape(10), [32], {32: 5 if quick else 40}, "short 10-chunk")
+        matrix([direct, bare, proxy1, compat, *translated], Shape(10), [32], {32: 5 if quick else 40}, "short 10-chunk")
         if translated:
             log("\n== translated (Anthropic, Gemini -> OpenAI), chatty 200 chunks ==")
             matrix([direct, bare, proxy1, *translated], chatty, streams, k_chatty, "translated chatty")

@@ -143,11 +143,27 @@ def _j(obj: object) -> bytes:
 Frames = tuple[list[bytes], list[bytes], list[bytes]]
 
 
+def _padding(i: int) -> str:
+    """OpenAI's ``obfuscation`` value for chunk ``i``: 1 to 16 characters, deterministic here."""
+    return "".join(_PAD[(i * 7 + j * 13) % len(_PAD)] for j in range(1 + (i * 5) % 16))
+
+
+_PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
 def openai_frames(
-    chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_DEFAULT, include_usage: bool = False
+    chunks: int,
+    tokens_per_chunk: int = 1,
+    model: str = MODEL_DEFAULT,
+    include_usage: bool = False,
+    obfuscation: bool = True,
 ) -> Frames:
+    """OpenAI's frames as its API sends them today: ``service_tier``, ``usage: null`` on every
+    chunk when usage is asked for, and a random-length ``obfuscation`` string closing each delta
+    chunk (on by default; ``stream_options.include_obfuscation: false`` turns it off)."""
     cid, created = "chatcmpl-fake0000000000000000000000", 1700000000
     extra = {"usage": None} if include_usage else {}
+    count = iter(range(1 << 30))
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
         obj = {
@@ -155,10 +171,13 @@ def openai_frames(
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "service_tier": "default",
             "system_fingerprint": "fp_fake",
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             **extra,
         }
+        if obfuscation:
+            obj["obfuscation"] = _padding(next(count))
         return b"data: " + _j(obj) + b"\n\n"
 
     head = [chunk({"role": "assistant", "content": "", "refusal": None})]
@@ -172,6 +191,7 @@ def openai_frames(
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
+            "service_tier": "default",
             "system_fingerprint": "fp_fake",
             "choices": [],
             "usage": usage,
@@ -262,10 +282,17 @@ FORMATS: dict[str, Callable[..., Frames]] = {
 
 
 def stream_frames(
-    fmt: str, chunks: int, tokens_per_chunk: int = 1, model: str = MODEL_DEFAULT, include_usage: bool = True
+    fmt: str,
+    chunks: int,
+    tokens_per_chunk: int = 1,
+    model: str = MODEL_DEFAULT,
+    include_usage: bool = True,
+    obfuscation: bool = True,
 ) -> list[bytes]:
     """Every SSE frame of one stream of ``fmt``, in order (for translator benchmarks and tests)."""
-    head, body, tail = FORMATS[fmt](chunks, tokens_per_chunk, model=model, include_usage=include_usage)
+    head, body, tail = FORMATS[fmt](
+        chunks, tokens_per_chunk, model=model, include_usage=include_usage, obfuscation=obfuscation
+    )
     return [*head, *body, *tail]
 
 
@@ -335,13 +362,15 @@ class FakeUpstream:
         self.streams_done = 0
         self.active = 0
 
-    def frames(self, fmt: str, sc: Scenario, model: str, include_usage: bool) -> Frames:
-        key = (fmt, sc.chunks, sc.tokens_per_chunk, model, include_usage)
+    def frames(self, fmt: str, sc: Scenario, model: str, include_usage: bool, obfuscation: bool = True) -> Frames:
+        key = (fmt, sc.chunks, sc.tokens_per_chunk, model, include_usage, obfuscation)
         hit = self._cache.get(key)
         if hit is None:
             if len(self._cache) > 256:
                 self._cache.clear()
-            head, body, tail = FORMATS[fmt](sc.chunks, sc.tokens_per_chunk, model=model, include_usage=include_usage)
+            head, body, tail = FORMATS[fmt](
+                sc.chunks, sc.tokens_per_chunk, model=model, include_usage=include_usage, obfuscation=obfuscation
+            )
             # Closing frames go out in the same write as the last content frame (one write per
             # scheduled frame); the chunked terminator rides on the last write.
             last = b"".join(_chunked(f) for f in (body[-1], *tail)) + b"0\r\n\r\n"
@@ -469,10 +498,13 @@ class _Conn(asyncio.Protocol):
         except orjson.JSONDecodeError:
             self._reply(400, b'{"error":{"message":"invalid JSON body"}}', b"application/json", keep=keep)
             return
+        obfuscation = False
         if path.endswith("/chat/completions"):
             fmt, model = "openai", str(req.get("model", MODEL_DEFAULT))
             stream = bool(req.get("stream"))
-            include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+            options = req.get("stream_options") or {}
+            include_usage = bool(options.get("include_usage"))
+            obfuscation = options.get("include_obfuscation") is not False
         elif path.endswith("/messages"):
             fmt, model = "anthropic", str(req.get("model", MODEL_DEFAULT))
             stream, include_usage = bool(req.get("stream")), True
@@ -490,7 +522,7 @@ class _Conn(asyncio.Protocol):
         if not stream:
             self._reply(200, full_body(fmt, sc.chunks, sc.tokens_per_chunk, model), b"application/json", keep=keep)
             return
-        frames = self.app.frames(fmt, sc, model, include_usage)
+        frames = self.app.frames(fmt, sc, model, include_usage, obfuscation)
         self.task = asyncio.get_running_loop().create_task(self._stream(frames, sc, keep))
 
     async def _stream(self, frames: Frames, sc: Scenario, keep: bool) -> None:

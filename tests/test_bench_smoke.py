@@ -146,6 +146,12 @@ def test_fake_upstream_formats_are_deterministic() -> None:
     oai = fake_upstream.stream_frames("openai", 3, include_usage=True)
     assert oai[-1] == b"data: [DONE]\n\n"
     assert orjson.loads(oai[-2][6:])["usage"]["completion_tokens"] == 3
+    # OpenAI's padding: a string of varying length closing every delta chunk, unless turned off.
+    pads = [orjson.loads(f[6:]).get("obfuscation") for f in oai[:-2]]
+    assert all(isinstance(p, str) and 1 <= len(p) <= 16 for p in pads) and len(set(map(len, pads))) > 1
+    assert all(f.endswith(b'"}\n\n') for f in oai[:-2])
+    bare = fake_upstream.stream_frames("openai", 3, include_usage=True, obfuscation=False)
+    assert not any(b"obfuscation" in f for f in bare)
 
 
 def test_scenario_knobs_from_model_and_headers() -> None:
