@@ -7,7 +7,6 @@ response to the relay (stream) or translates the whole body (non-stream).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -100,20 +99,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     validate_chat_request(body)
     stream = body.get("stream") is True
     options = body.get("stream_options")
-    ctx_base = StreamContext(
-        id=f"chatcmpl-{request_id}",
-        created=int(time.time()),
-        model="",
-        include_usage=stream and isinstance(options, dict) and options.get("include_usage") is True,
-        legacy_functions=bool(body.get("functions")) and not body.get("tools"),
-        call_id_prefix=request_id[:16],
-    )
+    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+    legacy_functions = bool(body.get("functions")) and not body.get("tools")
+    created = int(time.time())
     attempts = state.router.attempts(body)
     while True:
         target = await attempts.next()  # raises the last error when no attempt is left
         headers = {"X-Request-Id": request_id, "X-Proxy-Model": target.label, "X-Proxy-Attempts": str(attempts.count)}
         try:
-            ctx = dataclasses.replace(ctx_base, model=target.model)
+            ctx = StreamContext(
+                f"chatcmpl-{request_id}", created, target.model, include_usage, legacy_functions, request_id[:16]
+            )
             response = await _attempt(request, state, target, body, ctx, stream, headers)
         except ProxyError as err:
             log.info("%s %s attempt %d failed: %s", request_id, target.label, attempts.count, err.message)

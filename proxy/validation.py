@@ -39,12 +39,15 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
+# Exact types: the body comes from orjson, which makes only these (a bool is not an int here).
+_TYPES = {name: frozenset(types) for name, (types, _) in _FIELDS.items()}
+_NULLABLE = frozenset(_FIELDS) - {"model", "messages"}
+
+
 def _check_type(name: str, value: Any) -> None:
-    types, described = _FIELDS[name]
-    if value is None and name not in ("model", "messages"):
+    if type(value) in _TYPES[name] or (value is None and name in _NULLABLE):
         return
-    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-        raise BadRequest(f"'{name}' must be {described}, got {type(value).__name__}", param=name)
+    raise BadRequest(f"'{name}' must be {_FIELDS[name][1]}, got {type(value).__name__}", param=name)
 
 
 def validate_chat_request(body: dict[str, Any]) -> None:
@@ -52,8 +55,10 @@ def validate_chat_request(body: dict[str, Any]) -> None:
     for name in ("model", "messages"):
         if name not in body:
             raise BadRequest(f"'{name}' is required", param=name)
+    types = _TYPES
     for name, value in body.items():
-        if name in _FIELDS:
+        allowed = types.get(name)
+        if allowed is not None and type(value) not in allowed:
             _check_type(name, value)
     if not body["model"]:
         raise BadRequest("'model' must not be empty", param="model")

@@ -159,7 +159,8 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     }
     if not provider.api_key:
         del headers["x-api-key"]
-    headers.update(provider.headers)
+    if provider.headers:  # a read-only mapping: updating from it is slow even when empty
+        headers.update(provider.headers)
     base = provider.base_url.rstrip("/")
     url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
     return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(out))

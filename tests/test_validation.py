@@ -1,0 +1,56 @@
+"""Request-body type checks, against the rule they implement written the slow, obvious way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.errors import BadRequest
+from proxy.validation import _FIELDS, validate_chat_request
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(-2, 2, allow_nan=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+
+
+def reference_accepts(name: str, value: Any) -> bool:
+    types, _ = _FIELDS[name]
+    if value is None:
+        return name not in ("model", "messages")
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+@given(name=st.sampled_from(sorted(set(_FIELDS) - {"model", "messages", "n"})), value=JSON_VALUES)
+def test_each_field_takes_exactly_its_json_types(name: str, value: Any) -> None:
+    body = orjson.loads(orjson.dumps({"model": "p/m", "messages": MESSAGES, name: value}))  # as a client sends it
+    if reference_accepts(name, value):
+        validate_chat_request(body)
+    else:
+        with pytest.raises(BadRequest) as info:
+            validate_chat_request(body)
+        assert info.value.param == name and "must be" in info.value.message
+
+
+@pytest.mark.parametrize("value", [True, 1.5, "2"])
+def test_n_must_be_an_integer_not_a_boolean(value: Any) -> None:
+    with pytest.raises(BadRequest, match="'n' must be an integer, got"):
+        validate_chat_request({"model": "p/m", "messages": MESSAGES, "n": value})
+
+
+def test_model_and_messages_may_not_be_null() -> None:
+    for name in ("model", "messages"):
+        with pytest.raises(BadRequest, match=f"'{name}' must be"):
+            validate_chat_request({"model": "p/m", "messages": MESSAGES, name: None})
