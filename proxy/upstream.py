@@ -89,6 +89,9 @@ class HTTPTransport:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # No cookie state: one client's upstream cookies (Cloudflare's __cf_bm on OpenAI's
+            # answers) must not ride on another client's requests.
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent",),
             trust_env=False,

@@ -485,3 +485,28 @@ async def test_every_ending_of_a_stream_leaves_no_watch_behind(aiohttp_server, s
             break
         await asyncio.sleep(0.02)
     assert len(watchdog) == 0
+
+
+async def test_upstream_cookies_are_not_kept_for_later_requests(aiohttp_server, start_proxy) -> None:
+    seen: list[str | None] = []
+    whole = b"".join(frames(chunk({"content": "one"}), chunk({}, "stop"), "[DONE]"))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Cookie"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response.set_cookie("__cf_bm", "client-a-session", path="/")
+        await response.prepare(request)
+        await response.write(whole)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    upstream = await aiohttp_server(app)
+    config = openai_provider(upstream)
+    # By name: a cookie jar keeps no cookies for bare IP addresses, so 127.0.0.1 would prove nothing.
+    config["providers"]["up"]["base_url"] = f"http://localhost:{upstream.port}/v1"
+    proxy = await start_proxy(config)
+    for _ in range(2):
+        status, headers, _ = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+        assert status == 200 and "Set-Cookie" not in headers
+    assert seen == [None, None]
