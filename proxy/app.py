@@ -8,7 +8,7 @@ response to the relay (stream) or translates the whole body (non-stream).
 from __future__ import annotations
 
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -92,7 +92,7 @@ async def _read_json(request: web.Request, limit: int) -> JSONBody:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    request_id = os.urandom(12).hex()
+    request_id = f"{random.getrandbits(96):024x}"  # no system call; reseeded in forked workers
     request[REQUEST_ID] = request_id
     started = time.monotonic()
     body = await _read_json(request, state.config.server.max_body_bytes)

@@ -55,9 +55,10 @@ class ClientDisconnected(Exception):
 class _Sink:
     """The client response, started once, by whichever comes first: a frame or a keep-alive."""
 
-    __slots__ = ("_headers", "_request", "_starting", "response")
+    __slots__ = ("_headers", "_loop", "_request", "_starting", "response")
 
-    def __init__(self, request: web.Request, headers: Mapping[str, str]) -> None:
+    def __init__(self, request: web.Request, headers: Mapping[str, str], loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._request = request
         self._headers = headers
         self._starting: asyncio.Future[web.StreamResponse] | None = None
@@ -68,7 +69,7 @@ class _Sink:
             return self.response
         if self._starting is not None:  # the other caller is starting it: wait for that
             return await asyncio.shield(self._starting)
-        starting = self._starting = asyncio.get_running_loop().create_future()
+        starting = self._starting = self._loop.create_future()
         response = web.StreamResponse(status=200, headers=self._headers)
         try:
             await response.prepare(self._request)
@@ -188,8 +189,8 @@ async def relay_stream(
     answers with an HTTP error or tries another model); after that, failures become one
     ``data: {"error": ...}`` frame and the stream ends, never with a fake ``[DONE]``.
     """
-    loop = asyncio.get_running_loop()
-    sink = _Sink(request, headers)
+    loop = watchdog.loop()
+    sink = _Sink(request, headers, loop)
     clock = _Clock(loop, upstream, provider, sink, keepalive_s, watchdog)
     try:
         await _pump(upstream, translator, sink, clock, provider)

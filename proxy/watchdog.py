@@ -52,11 +52,19 @@ class Watchdog:
     def discard(self, watch: Watch) -> None:
         self._watches.discard(watch)
 
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop; while the sweep is armed, without asking asyncio (which on
+        Python 3.11 costs a ``getpid`` system call each time)."""
+        if self._handle is not None and self._loop is not None:
+            return self._loop
+        return asyncio.get_running_loop()
+
     async def within(self, seconds: float, awaitable: Awaitable[T]) -> T:
         """``await awaitable``, raising ``TimeoutError`` if it takes longer than ``seconds``."""
-        task = asyncio.current_task()
+        loop = self.loop()
+        task = asyncio.current_task(loop)
         assert task is not None
-        deadline = Deadline(task, asyncio.get_running_loop().time() + seconds)
+        deadline = Deadline(task, loop.time() + seconds)
         self.add(deadline)
         try:
             return await awaitable

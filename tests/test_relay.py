@@ -399,7 +399,7 @@ async def test_a_response_started_by_two_callers_at_once_is_prepared_once(aiohtt
     seen: list[bool] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        sink = _Sink(request, SSE_HEADERS)
+        sink = _Sink(request, SSE_HEADERS, asyncio.get_running_loop())
         first, second = await asyncio.gather(sink.start(), sink.start())
         seen.append(first is second is sink.response)
         await first.write(b"data: one\n\n")
@@ -427,7 +427,7 @@ async def test_a_caller_waiting_on_a_failed_start_sees_a_connection_error(
     outcomes: list[str] = []
 
     async def handler(request: web.Request) -> web.Response:
-        sink = _Sink(request, SSE_HEADERS)
+        sink = _Sink(request, SSE_HEADERS, asyncio.get_running_loop())
         with monkeypatch.context() as patch:
             patch.setattr(web.StreamResponse, "prepare", failing_prepare)
             results = await asyncio.gather(sink.start(), sink.start(), return_exceptions=True)
