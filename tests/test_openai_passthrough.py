@@ -310,6 +310,11 @@ _DEVIATING = st.sampled_from(
         # Shaped like a content frame at both ends, with a trigger between them.
         _chunk_frame({"content": "a\\", "reasoning": "b"}),
         _chunk_frame({"content": 'q"', "tool_calls": [{"id": "t", "function": {"name": "f", "arguments": "{}"}}]}),
+        # The same with OpenAI's padding, and padding hiding a trigger (escaped: harmless).
+        _chunk_frame({"content": "a", "reasoning": "b"}, usage=None, obfuscation="xyz"),
+        _chunk_frame({}, "model_length", usage=None, obfuscation="q"),
+        _chunk_frame({"content": "a"}, usage=None, obfuscation='p"usage":{'),
+        _chunk_frame({"content": "a"}, usage={"total_tokens": 3}, obfuscation="abc"),
     ]
 )
 
@@ -320,6 +325,9 @@ _DEVIATING = st.sampled_from(
         st.one_of(
             _PLAIN_TEXT.map(lambda t: _chunk_frame({"content": t})),
             _PLAIN_TEXT.map(lambda t: _chunk_frame({"role": "assistant", "content": t})),
+            st.tuples(_PLAIN_TEXT, _PLAIN_TEXT).map(
+                lambda tp: _chunk_frame({"content": tp[0]}, usage=None, obfuscation=tp[1] or "p")
+            ),
             _DEVIATING,
         ),
         max_size=12,
@@ -339,6 +347,70 @@ def test_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(frames: list
         i += n
     reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
     assert run_translator(PassthroughTranslator(), reads) == reference
+
+
+_PADS = st.one_of(st.text("aZ09", min_size=1, max_size=16), _PLAIN_TEXT)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=_PADS,
+    frames=st.lists(
+        st.one_of(
+            st.tuples(_PLAIN_TEXT, _PADS).map(
+                lambda tp: _chunk_frame({"content": tp[0]}, usage=None, obfuscation=tp[1])
+            ),
+            _DEVIATING,
+        ),
+        max_size=12,
+    ),
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=12),
+)
+def test_padded_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(
+    first: str, frames: list[bytes], sizes: list[int]
+) -> None:
+    # OpenAI's shape, which a normalising provider may forward: every chunk padded.
+    head = _chunk_frame({"role": "assistant", "content": ""}, usage=None, obfuscation=first)
+    learn = _chunk_frame({"content": "Hi"}, usage=None, obfuscation="abc")
+    data = head + learn + b"".join(frames) + b"data: [DONE]\n\n"
+    frame_list = [f + b"\n\n" for f in data.split(b"\n\n") if f]
+    reads, i = [], 0
+    for n in sizes * len(frame_list):
+        if i >= len(frame_list):
+            break
+        reads.append(b"".join(frame_list[i : i + n]))
+        i += n
+    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
+    assert run_translator(PassthroughTranslator(), reads) == reference
+
+
+def test_padded_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    searched: list[bytes] = []
+    real = openai_module._first_trigger
+    monkeypatch.setattr(openai_module, "_first_trigger", lambda out: searched.append(out) or real(out))
+    texts = ("The ", 'a "quote" ', "back\\slash\\", "fox ")
+    pads = ("Qx", "a", "0123456789abcdef", "zz")
+    f0, f1, f2, f3 = (_chunk_frame({"content": t}, usage=None, obfuscation=p) for t, p in zip(texts, pads, strict=True))
+    sneaky = _chunk_frame({"content": "x", "reasoning": "r"}, usage=None, obfuscation="pad")
+    done = b"data: [DONE]\n\n"
+    reads = [f0, f1 + f2, f3[:30], f3[30:], sneaky, done]
+    out = run_translator(PassthroughTranslator(), reads)
+    mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"}, usage=None, obfuscation="pad")
+    assert out == f0 + f1 + f2 + f3 + mirrored + done
+    # f0 teaches the padded template; then only the reasoning frame and [DONE] are searched.
+    assert searched == [f0, sneaky, done]
+
+
+def test_a_padded_frame_must_hold_the_whole_suffix_not_only_as_many_quotes() -> None:
+    learn = _chunk_frame({"content": "Hi"}, usage=None, obfuscation="abc")
+    # Valid JSON with the template's start, end and quote count, but a trigger where part of
+    # the suffix should be: "reasoning":"r" (4 quotes) instead of logprobs and usage (4 too).
+    odd = learn.replace(b'"Hi"},"logprobs":null,', b'"x","reasoning":"r"},').replace(b'"usage":null,', b"")
+    assert odd.count(b'"') == learn.count(b'"') and orjson.loads(odd[6:])
+    translator = PassthroughTranslator()
+    assert translator.feed(learn) == learn
+    delta = orjson.loads(translator.feed(odd)[6:])["choices"][0]["delta"]
+    assert delta["reasoning_content"] == "r"
 
 
 @given(texts=st.lists(_PLAIN_TEXT, min_size=1, max_size=20), size=st.integers(1, 6))

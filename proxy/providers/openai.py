@@ -46,6 +46,9 @@ _TRIGGERS = (
 # The triggers that always need a parse; usage and tool_calls are decided by ``_needs_parse``.
 _PARSE_TRIGGERS = tuple(t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {'))
 _DONE = b"data: [DONE]"
+# OpenAI's padding: a random-length string closing every chunk (see ``_learn``).
+_PADDING_KEY = b',"obfuscation":"'
+_PADDED_END = b'"}\n\n'
 # Where a content frame's text starts: OpenAI's shape, and the one that repeats the role in
 # every delta (OpenRouter). A frame with empty content (OpenAI's role frame) teaches nothing.
 _CONTENT_KEYS = (b'"delta":{"content":"', b'"delta":{"role":"assistant","content":"')
@@ -71,7 +74,7 @@ class PassthroughTranslator:
     ``"error"`` goes the normalising way, so a mid-stream error still ends the stream.
     """
 
-    __slots__ = ("_buf", "_decoder", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
+    __slots__ = ("_buf", "_decoder", "_end", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
 
     def __init__(self, ctx: StreamContext | None = None, provider: ProviderConfig | None = None) -> None:
         self._exact = provider is not None and provider.options.get("normalise") is False
@@ -81,10 +84,14 @@ class PassthroughTranslator:
         # The stream's frame template, learnt from its first plain content frame: every text
         # before the content string, and every text after it (up to and with the blank line).
         # A later frame with the same two ends and only escaped quotes between them holds
-        # nothing but content, so it needs no trigger search (see ``_plain``).
+        # nothing but content, so it needs no trigger search (see ``_plain``). OpenAI pads each
+        # chunk with a string of random length at its end (``"obfuscation":"..."}``): then the
+        # suffix stops after that key, ``_end`` is the frame's last text, and the padding
+        # between them is a second free string, like the content.
         self._prefix: bytes | None = None
         self._suffix = b""
-        self._quotes = 0  # quotes in prefix + suffix
+        self._end = b""
+        self._quotes = 0  # quotes in prefix + suffix + end
         self.done = False
 
     def feed(self, data: bytes) -> bytes:
@@ -99,19 +106,21 @@ class PassthroughTranslator:
 
         Only C-speed byte counts, no loop over frames: a read may hold a whole stream.
         """
-        prefix, suffix = self._prefix, self._suffix
-        if prefix is None or not (frames.startswith(prefix) and frames.endswith(suffix)):
+        prefix, suffix, end = self._prefix, self._suffix, self._end
+        last = end or suffix
+        if prefix is None or not (frames.startswith(prefix) and frames.endswith(last)):
             return False
-        if frames.find(b'"', len(prefix), len(frames) - len(suffix)) < 0:
+        if not end and frames.find(b'"', len(prefix), len(frames) - len(suffix)) < 0:
             return True  # one frame, quote-free content
-        # The suffix holds the frame's only two newlines (JSON strings escape theirs), so twice
-        # as many newlines as suffixes means one suffix per frame, at its end. The prefix can
+        # The frame's last text holds its only two newlines (JSON strings escape theirs), so
+        # twice as many newlines as those means one per frame, at its end. The prefix can
         # stand only at a frame start (its quotes would be escaped inside a string): as many
-        # as there are frames means one per frame. Then every quote beyond the template's must
-        # be escaped, inside the content.
+        # as there are frames means one per frame. A padded template's suffix, quotes and all,
+        # can stand only outside strings too: one per frame. Then every quote beyond the
+        # template's must be escaped, inside the content (or the padding).
         newlines = frames.count(b"\n")
-        count = frames.count(suffix)
-        if newlines != 2 * count or frames.count(prefix) != count:
+        count = frames.count(last)
+        if newlines != 2 * count or frames.count(prefix) != count or (end and frames.count(suffix) != count):
             return False
         extra = frames.count(b'"') - count * self._quotes
         if extra <= 0 or b"\\" not in frames:
@@ -176,7 +185,11 @@ class PassthroughTranslator:
         prefix = self._prefix
         if prefix is not None:
             start = out.find(prefix)
-            end = out.rfind(self._suffix) + len(self._suffix)
+            if self._end:  # the run ends with the frame of the last padded suffix
+                at = out.rfind(self._suffix)
+                end = out.find(b"\n\n", at) + 2 if at >= 0 else -1
+            else:
+                end = out.rfind(self._suffix) + len(self._suffix)
             if 0 <= start < end and (start == 0 or out[start - 2 : start] == b"\n\n") and self._plain(out[start:end]):
                 head = self._search(out[:start]) if start else b""
                 if end == len(out):
@@ -225,8 +238,12 @@ class PassthroughTranslator:
             # Backslashes in the ends would spoil ``_plain``'s count of escaped quotes, and a
             # trigger in them would pass unnoticed in every later frame.
             return
-        self._prefix, self._suffix = frame[:start], frame[end:]
-        self._quotes = self._prefix.count(b'"') + self._suffix.count(b'"')
+        prefix, suffix, last = frame[:start], frame[end:], b""
+        pad = suffix.find(_PADDING_KEY)
+        if pad >= 0 and suffix.endswith(_PADDED_END):
+            suffix, last = suffix[: pad + len(_PADDING_KEY)], _PADDED_END
+        self._prefix, self._suffix, self._end = prefix, suffix, last
+        self._quotes = prefix.count(b'"') + suffix.count(b'"') + last.count(b'"')
 
     def finish(self) -> bytes:
         if self._decoder is not None and not self.done:
