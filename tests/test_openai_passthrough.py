@@ -543,3 +543,22 @@ def test_exact_mode_reports_a_stream_cut_before_done() -> None:
     translator.feed(_obfuscated({"content": "x"}, 1))
     with pytest.raises(StreamError, match="before \\[DONE\\]"):
         translator.finish()
+
+
+def test_token_logprobs_are_not_taken_for_content_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "logprobs":{"content":[...]} holds the "content":[ of Magistral's content parts; such
+    # frames are searched but pass unparsed, byte for byte.
+    parsed: list[object] = []
+    real = PassthroughTranslator._rewrite
+    monkeypatch.setattr(
+        PassthroughTranslator, "_rewrite", lambda self, chunk: parsed.append(chunk) or real(self, chunk)
+    )
+    data = (FIXTURES / "openai" / "chat-logprobs.sse").read_bytes()
+    assert b'"logprobs":{"content":[{' in data
+    assert run_translator(PassthroughTranslator(), [data]) == data
+    assert parsed == []
+    # A delta's own content list in a frame with logprobs is still rewritten.
+    both = _chunk_frame({"content": [{"type": "text", "text": "hi"}]})
+    both = both.replace(b'"logprobs":null', b'"logprobs":{"content":[]}')
+    delta = orjson.loads(PassthroughTranslator().feed(both)[6:])["choices"][0]["delta"]
+    assert delta["content"] == "hi" and len(parsed) == 1

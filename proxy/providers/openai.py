@@ -43,8 +43,11 @@ _TRIGGERS = (
     b'"content": [',
     b'"reasoning":',
 )
-# The triggers that always need a parse; usage and tool_calls are decided by ``_needs_parse``.
-_PARSE_TRIGGERS = tuple(t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {'))
+# The triggers that always need a parse; usage, tool_calls and content lists are decided by
+# ``_needs_parse``.
+_PARSE_TRIGGERS = (b"model_length", b'"x_groq"', b'"error"', b'"reasoning":')
+# Token logprobs hold a "content" list too; only a delta's content list needs a rewrite.
+_CONTENT_LISTS = ((b'"content":[', b'"logprobs":{"content":['), (b'"content": [', b'"logprobs": {"content": ['))
 _DONE = b"data: [DONE]"
 # OpenAI's padding: a random-length string closing every chunk (see ``_learn``).
 _PADDING_KEY = b',"obfuscation":"'
@@ -376,6 +379,9 @@ def _needs_parse(frame: bytes) -> bool:
         return True
     for trigger in _PARSE_TRIGGERS:
         if trigger in frame:
+            return True
+    for parts, logprobs in _CONTENT_LISTS:
+        if parts in frame and frame.count(parts) > frame.count(logprobs):
             return True
     # Usage is OpenAI's own shape on a chunk with no choices (Groq's x_groq is caught above).
     return (b'"usage":{' in frame or b'"usage": {' in frame) and b'"choices":[]' not in frame
