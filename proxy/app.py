@@ -197,12 +197,13 @@ async def _transport_ctx(app: web.Application) -> Any:
 
 
 def _resolution(config: Config) -> float:
-    """How often the watchdog sweeps: every 0.1 s, or finer for sub-second timeouts."""
+    """How often the watchdog sweeps: every 0.25 s (4 wake-ups a second while streams are open),
+    or finer for sub-second timeouts."""
     shortest = min(
         [config.server.keepalive_s or 1.0]
         + [min(p.first_byte_timeout_s, p.idle_timeout_s) for p in config.providers.values()]
     )
-    return min(0.1, shortest / 8)
+    return min(0.25, shortest / 8)
 
 
 def create_app(config: Config) -> web.Application:

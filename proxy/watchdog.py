@@ -34,7 +34,7 @@ class Watchdog:
 
     __slots__ = ("_handle", "_idle", "_loop", "_watches", "resolution")
 
-    def __init__(self, resolution: float = 0.1) -> None:
+    def __init__(self, resolution: float = 0.25) -> None:
         if resolution <= 0:
             raise ValueError("resolution must be positive")
         self.resolution = resolution

@@ -49,6 +49,7 @@ _PARSE_TRIGGERS = (b"model_length", b'"x_groq"', b'"error"', b'"reasoning":')
 # Token logprobs hold a "content" list too; only a delta's content list needs a rewrite.
 _CONTENT_LISTS = ((b'"content":[', b'"logprobs":{"content":['), (b'"content": [', b'"logprobs": {"content": ['))
 _DONE = b"data: [DONE]"
+_FRAME_DONE = b"\n\n" + _DONE  # at a frame start, never inside a content string
 # OpenAI's padding: a random-length string closing every chunk (see ``_learn``).
 _PADDING_KEY = b',"obfuscation":"'
 _PADDED_END = b'"}\n\n'
@@ -338,7 +339,7 @@ def _done_index(out: bytes) -> int:
     """Where a ``data: [DONE]`` frame starts in ``out`` (never inside a content string), or -1."""
     if out.startswith(_DONE):
         return 0
-    at = out.find(b"\n\n" + _DONE)
+    at = out.find(_FRAME_DONE)
     return at + 2 if at >= 0 else -1
 
 
