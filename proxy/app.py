@@ -197,13 +197,13 @@ async def _transport_ctx(app: web.Application) -> Any:
 
 
 def _resolution(config: Config) -> float:
-    """How often the watchdog sweeps: every 0.25 s (4 wake-ups a second while streams are open),
-    or finer for sub-second timeouts."""
-    shortest = min(
-        [config.server.keepalive_s or 1.0]
-        + [min(p.first_byte_timeout_s, p.idle_timeout_s) for p in config.providers.values()]
-    )
-    return min(0.25, shortest / 8)
+    """How often the watchdog sweeps: an eighth of the shortest configured timeout or keep-alive
+    interval, at most once a second. Each sweep is a wake-up of an otherwise idle process, and
+    on slow streams those wake-ups are most of what the proxy adds (docs/benchmarks.md)."""
+    times = [min(p.first_byte_timeout_s, p.idle_timeout_s) for p in config.providers.values()]
+    if config.server.keepalive_s:
+        times.append(config.server.keepalive_s)
+    return min([1.0, *(t / 8 for t in times)])
 
 
 def create_app(config: Config) -> web.Application:

@@ -82,7 +82,7 @@ class HTTPTransport:
 
     def __init__(self, watchdog: Watchdog | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self.watchdog = watchdog or Watchdog()
+        self.watchdog = watchdog if watchdog is not None else Watchdog()
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:

@@ -20,7 +20,7 @@ __all__ = ["Deadline", "Watch", "Watchdog"]
 log = logging.getLogger("proxy.watchdog")
 
 T = TypeVar("T")
-_IDLE_SWEEPS = 20  # sweeps with nothing watched before the timer stops
+_IDLE_SWEEPS = 5  # sweeps with nothing watched before the timer stops
 
 
 class Watch(Protocol):
@@ -34,7 +34,7 @@ class Watchdog:
 
     __slots__ = ("_handle", "_idle", "_loop", "_watches", "resolution")
 
-    def __init__(self, resolution: float = 0.25) -> None:
+    def __init__(self, resolution: float = 1.0) -> None:
         if resolution <= 0:
             raise ValueError("resolution must be positive")
         self.resolution = resolution
@@ -75,7 +75,9 @@ class Watchdog:
         finally:
             self._watches.discard(deadline)
 
-    def __len__(self) -> int:
+    @property
+    def watching(self) -> int:
+        """How many watches are open (not ``__len__``: an idle watchdog must not be falsy)."""
         return len(self._watches)
 
     def close(self) -> None:

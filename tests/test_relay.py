@@ -474,17 +474,17 @@ async def test_every_ending_of_a_stream_leaves_no_watch_behind(aiohttp_server, s
     for model, status in (("slow/ok", 200), ("slow/cut", 200), ("quick/stall", 200), ("quick/hang", 504)):
         got, _, _ = await post(url, {**CHAT, "model": model})
         assert got == status, model
-    assert len(watchdog) == 0
+    assert watchdog.watching == 0
     async with aiohttp.ClientSession() as session:  # a client leaving mid-stream
         resp = await session.post(url, json={**CHAT, "model": "slow/stall"})
         assert await resp.content.readuntil(b"\n\n") == first
-        assert len(watchdog) == 1
+        assert watchdog.watching == 1
         resp.close()
     for _ in range(100):
-        if not len(watchdog):
+        if not watchdog.watching:
             break
         await asyncio.sleep(0.02)
-    assert len(watchdog) == 0
+    assert watchdog.watching == 0
 
 
 async def test_upstream_cookies_are_not_kept_for_later_requests(aiohttp_server, start_proxy) -> None:
@@ -510,3 +510,21 @@ async def test_upstream_cookies_are_not_kept_for_later_requests(aiohttp_server, 
         status, headers, _ = await post(proxy.make_url("/v1/chat/completions"), CHAT)
         assert status == 200 and "Set-Cookie" not in headers
     assert seen == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("server", "provider", "resolution"),
+    [
+        ({}, {}, 1.0),  # the defaults (600 s / 120 s timeouts): once a second
+        ({"keepalive_s": 2}, {}, 0.25),
+        ({}, {"idle_timeout_s": 0.4}, 0.05),
+    ],
+)
+def test_the_watchdog_sweeps_at_an_eighth_of_the_shortest_time(server, provider, resolution) -> None:
+    from proxy.app import create_app
+    from proxy.config import build
+
+    config = build(
+        {"server": server, "providers": {"up": {"kind": "openai", "base_url": "http://h", **provider}}}, "t", {}
+    )
+    assert create_app(config)[STATE].transport.watchdog.resolution == resolution

@@ -19,8 +19,8 @@ JSON_VALUES = st.one_of(
     st.integers(-5, 5),
     st.floats(-2, 2, allow_nan=False),
     st.text(max_size=3),
-    st.lists(st.integers(), max_size=2),
-    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.lists(st.integers(-1000, 1000), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(-1000, 1000), max_size=2),
 )
 
 

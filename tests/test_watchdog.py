@@ -13,7 +13,7 @@ from proxy.watchdog import Watchdog
 async def test_within_returns_the_result_in_time() -> None:
     watchdog = Watchdog(0.01)
     assert await watchdog.within(5, asyncio.sleep(0.02, result="ok")) == "ok"
-    assert len(watchdog) == 0  # the deadline is gone once the await is over
+    assert watchdog.watching == 0  # the deadline is gone once the await is over
     watchdog.close()
 
 
@@ -28,7 +28,7 @@ async def test_within_raises_timeout_error_and_the_task_goes_on() -> None:
     # The cancellation was the deadline's and is spent: the task can await again.
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     await asyncio.sleep(0)
-    assert len(watchdog) == 0
+    assert watchdog.watching == 0
     watchdog.close()
 
 
@@ -39,7 +39,7 @@ async def test_an_outside_cancellation_is_not_turned_into_a_timeout() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(watchdog) == 0
+    assert watchdog.watching == 0
     watchdog.close()
 
 
@@ -52,7 +52,7 @@ async def test_a_cancellation_arriving_with_the_deadline_stays_a_cancellation() 
     task.cancel()  # ...and so does its owner, before the task runs again
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(watchdog) == 0
+    assert watchdog.watching == 0
     watchdog.close()
 
 
@@ -85,7 +85,7 @@ async def test_one_timer_checks_every_watch_and_stops_when_idle(monkeypatch: pyt
     await asyncio.sleep(0.05)
     assert len(a.times) > seen
     watchdog.close()
-    assert watchdog._handle is None and len(watchdog) == 0
+    assert watchdog._handle is None and watchdog.watching == 0
 
 
 async def test_a_failing_watch_is_logged_and_dropped_not_the_sweep(caplog: pytest.LogCaptureFixture) -> None:
@@ -100,7 +100,7 @@ async def test_a_failing_watch_is_logged_and_dropped_not_the_sweep(caplog: pytes
     with caplog.at_level(logging.ERROR, logger="proxy.watchdog"):
         await asyncio.sleep(0.06)
     assert "boom" in caplog.text
-    assert len(watchdog) == 1 and len(good.times) >= 2
+    assert watchdog.watching == 1 and len(good.times) >= 2
     watchdog.close()
 
 
