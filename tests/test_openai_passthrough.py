@@ -319,6 +319,20 @@ _DEVIATING = st.sampled_from(
 )
 
 
+def assert_whole_frame_reads_match_byte_by_byte(data: bytes, sizes: list[int]) -> None:
+    """``data`` read as groups of whole frames (``sizes`` frames per read, cycled) gives the
+    output of the same bytes fed one at a time, where no fast path can apply."""
+    frame_list = [f + b"\n\n" for f in data.split(b"\n\n") if f]
+    reads, i = [], 0
+    for n in sizes * len(frame_list):
+        if i >= len(frame_list):
+            break
+        reads.append(b"".join(frame_list[i : i + n]))
+        i += n
+    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
+    assert run_translator(PassthroughTranslator(), reads) == reference
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     frames=st.lists(
@@ -338,15 +352,7 @@ def test_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(frames: list
     # Upstreams usually send whole frames, one or several per read: that is where the template
     # fast path applies. Byte by byte it never does, so that is the reference.
     data = _chunk_frame({"role": "assistant", "content": ""}) + b"".join(frames) + b"data: [DONE]\n\n"
-    frame_list = [f + b"\n\n" for f in data.split(b"\n\n") if f]
-    reads, i = [], 0
-    for n in sizes * len(frame_list):
-        if i >= len(frame_list):
-            break
-        reads.append(b"".join(frame_list[i : i + n]))
-        i += n
-    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
-    assert run_translator(PassthroughTranslator(), reads) == reference
+    assert_whole_frame_reads_match_byte_by_byte(data, sizes)
 
 
 _PADS = st.one_of(st.text("aZ09", min_size=1, max_size=16), _PLAIN_TEXT)
@@ -373,15 +379,7 @@ def test_padded_reads_of_whole_frames_give_the_same_output_as_byte_by_byte(
     head = _chunk_frame({"role": "assistant", "content": ""}, usage=None, obfuscation=first)
     learn = _chunk_frame({"content": "Hi"}, usage=None, obfuscation="abc")
     data = head + learn + b"".join(frames) + b"data: [DONE]\n\n"
-    frame_list = [f + b"\n\n" for f in data.split(b"\n\n") if f]
-    reads, i = [], 0
-    for n in sizes * len(frame_list):
-        if i >= len(frame_list):
-            break
-        reads.append(b"".join(frame_list[i : i + n]))
-        i += n
-    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
-    assert run_translator(PassthroughTranslator(), reads) == reference
+    assert_whole_frame_reads_match_byte_by_byte(data, sizes)
 
 
 def test_padded_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pytest.MonkeyPatch) -> None:
