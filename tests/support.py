@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from proxy.providers.base import StreamContext, StreamTranslator
 
 FIXTURES = Path(__file__).parent / "fixtures"
+_REFUSING: list[socket.socket] = []
+
+
+def refusing_port() -> int:
+    """A port on 127.0.0.1 that refuses connections: bound, never listening, and held until the
+    test run ends. A port bound and closed again may be handed to the next server a test
+    starts, which then answers where a refusal was expected."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _REFUSING.append(sock)
+    return int(sock.getsockname()[1])
+
 
 # The context every golden test uses, so expected outputs are byte-exact.
 CTX = StreamContext(id="chatcmpl-test", created=1700000000, model="test-model", call_id_prefix="test")

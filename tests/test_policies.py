@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import socket
 from collections import Counter
 from typing import Any
 
@@ -18,6 +17,7 @@ from aiohttp import web
 from proxy.config import ConfigError, build
 from proxy.routing import Router, rendezvous_order, weighted_order
 from tests.conftest import UPSTREAM_KEY
+from tests.support import refusing_port
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -211,9 +211,7 @@ async def upstream(aiohttp_server: Any, behaviour: str, calls: list[str], label:
 
 
 def refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    return f"http://127.0.0.1:{refusing_port()}/v1"
 
 
 async def chain_proxy(

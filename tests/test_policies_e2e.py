@@ -8,7 +8,6 @@ which upstreams were called, in which order, with which body and key."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +23,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.routing import rendezvous_order
 from tests.conftest import UPSTREAM_KEY, frames
-from tests.support import FIXTURES
+from tests.support import FIXTURES, refusing_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -174,10 +173,8 @@ async def fakes(aiohttp_server: Any) -> Fakes:
 
 @pytest.fixture
 def closed_port() -> int:
-    """A port on 127.0.0.1 that refuses connections (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that refuses connections."""
+    return refusing_port()
 
 
 _CLIENTS: list[openai.AsyncOpenAI] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from aiohttp import web
 
 from proxy.app import STATE
 from tests.conftest import UPSTREAM_KEY, Recorder, frames, openai_provider
-from tests.support import FIXTURES
+from tests.support import FIXTURES, refusing_port
 
 RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
 CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -281,9 +280,7 @@ async def test_upstream_hanging_before_headers_times_out_as_504(aiohttp_server, 
 
 
 async def test_unreachable_upstream_is_502(start_proxy) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = refusing_port()
     data = {"providers": {"up": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": UPSTREAM_KEY}}}
     proxy = await start_proxy(data)
     status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
