@@ -43,11 +43,13 @@ _TRIGGERS = (
     b'"content": [',
     b'"reasoning":',
 )
-# The triggers that always need a parse; usage, tool_calls and content lists are decided by
-# ``_needs_parse``.
-_PARSE_TRIGGERS = (b"model_length", b'"x_groq"', b'"error"', b'"reasoning":')
 # Token logprobs hold a "content" list too; only a delta's content list needs a rewrite.
 _CONTENT_LISTS = ((b'"content":[', b'"logprobs":{"content":['), (b'"content": [', b'"logprobs": {"content": ['))
+# The triggers that always need a parse; usage, tool_calls and content lists are decided by
+# ``_needs_parse``.
+_PARSE_TRIGGERS = tuple(
+    t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {', *(p for p, _ in _CONTENT_LISTS))
+)
 _DONE = b"data: [DONE]"
 _FRAME_DONE = b"\n\n" + _DONE  # at a frame start, never inside a content string
 # OpenAI's padding: a random-length string closing every chunk (see ``_learn``).
