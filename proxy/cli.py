@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from proxy import __version__
-from proxy.app import create_app
 from proxy.config import Config, ConfigError, load
+from proxy.server import create_app
 
 __all__ = ["main", "serve"]
 

@@ -82,7 +82,7 @@ def _openai_compatible(
         "needs_key": env is not None,
         "models": list(models),
     }
-    if not normalise:  # OpenAI's own stream needs no normalising (see proxy.providers.openai)
+    if not normalise:  # OpenAI's own stream needs no normalising (see proxy.protocols.openai_chat.passthrough)
         preset["normalise"] = False
     return preset
 

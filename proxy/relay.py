@@ -26,7 +26,7 @@ from aiohttp import ClientError, web
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamTimeout
 from proxy.providers.base import StreamTranslator
-from proxy.upstream import UpstreamResponse, describe
+from proxy.transport.http import UpstreamResponse, describe
 from proxy.watchdog import Watchdog
 
 __all__ = ["FAILED_AFTER_START", "KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]

@@ -942,7 +942,7 @@ def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print)
     ctx = StreamContext(id="chatcmpl-bench", created=1700000000, model="bench-model", include_usage=True)
     rows = []
     try:
-        from proxy.sse import SSEDecoder
+        from proxy.wire.sse import SSEDecoder
     except ImportError:
         SSEDecoder = None  # type: ignore[assignment]
     for provider in ("openai", "anthropic", "gemini"):
@@ -1016,7 +1016,7 @@ def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print)
 
 
 class _DecoderOnly:
-    """Baseline: proxy.sse.SSEDecoder alone, the floor under any translating adapter."""
+    """Baseline: proxy.wire.sse.SSEDecoder alone, the floor under any translating adapter."""
 
     __slots__ = ("d",)
 

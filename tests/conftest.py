@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import create_app
 from proxy.config import build
+from proxy.server import create_app
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 

@@ -21,19 +21,14 @@ import pytest
 
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UpstreamError
+from proxy.protocols.anthropic.request import JSON_OBJECT_INSTRUCTION, JSON_TOOL_INSTRUCTION, build_request
+from proxy.protocols.anthropic.response import translate_response
+from proxy.protocols.anthropic.stream import AnthropicStream
+from proxy.protocols.anthropic.wire import JSON_TOOL, translate_error
 from proxy.providers import adapter
-from proxy.providers.anthropic import (
-    ADAPTER,
-    JSON_OBJECT_INSTRUCTION,
-    JSON_TOOL,
-    JSON_TOOL_INSTRUCTION,
-    AnthropicStream,
-    build_request,
-    translate_error,
-    translate_response,
-)
+from proxy.providers.anthropic import ADAPTER
 from proxy.providers.base import StreamContext
-from proxy.sse import SSEDecoder
+from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
 
 DIR = FIXTURES / "anthropic"

@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import BaseModel
 
-from proxy.app import create_app
 from proxy.config import build
-from proxy.providers.anthropic import JSON_TOOL
+from proxy.protocols.anthropic.wire import JSON_TOOL
+from proxy.server import create_app
 from tests.test_anthropic import load
 
 MODEL = "anthropic/claude-sonnet-4-5"

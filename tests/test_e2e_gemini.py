@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import BaseModel
 
-from proxy.app import create_app
 from proxy.config import build
+from proxy.server import create_app
 from tests.test_gemini import load
 
 MODEL = "gemini/gemini-2.5-flash"

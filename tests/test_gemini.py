@@ -23,18 +23,14 @@ import pytest
 
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UpstreamError
+from proxy.protocols.gemini.request import build_request, clean_schema
+from proxy.protocols.gemini.response import translate_response
+from proxy.protocols.gemini.stream import GeminiStream
+from proxy.protocols.gemini.wire import SKIP_SIGNATURE, translate_error
 from proxy.providers import adapter
 from proxy.providers.base import StreamContext
-from proxy.providers.gemini import (
-    ADAPTER,
-    SKIP_SIGNATURE,
-    GeminiStream,
-    build_request,
-    clean_schema,
-    translate_error,
-    translate_response,
-)
-from proxy.sse import SSEDecoder
+from proxy.providers.gemini import ADAPTER
+from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
 
 DIR = FIXTURES / "gemini"

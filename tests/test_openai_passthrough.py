@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import proxy.providers.openai as openai_module
+import proxy.protocols.openai_chat.passthrough as openai_module
 from proxy.config import build
 from proxy.errors import StreamError, UpstreamError
-from proxy.providers.openai import PassthroughTranslator, build_request, translate_error, translate_response
+from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
+from proxy.providers.openai import build_request
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
 
 OPENAI_RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
@@ -170,7 +171,7 @@ def test_nothing_after_done_is_forwarded() -> None:
 
 
 def test_oversized_event_is_an_error_not_unbounded_growth(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("proxy.providers.openai.MAX_EVENT_BYTES", 1000)
+    monkeypatch.setattr("proxy.protocols.openai_chat.passthrough.MAX_EVENT_BYTES", 1000)
     translator = PassthroughTranslator()
     with pytest.raises(StreamError, match="exceeds"):
         for _ in range(20):

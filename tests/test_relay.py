@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy.app import STATE
+from proxy.server import STATE
 from tests.conftest import UPSTREAM_KEY, Recorder, frames, openai_provider
 from tests.support import FIXTURES, refusing_port
 
@@ -518,8 +518,8 @@ async def test_upstream_cookies_are_not_kept_for_later_requests(aiohttp_server, 
     ],
 )
 def test_the_watchdog_sweeps_at_an_eighth_of_the_shortest_time(server, provider, resolution) -> None:
-    from proxy.app import create_app
     from proxy.config import build
+    from proxy.server import create_app
 
     config = build(
         {"server": server, "providers": {"up": {"kind": "openai", "base_url": "http://h", **provider}}}, "t", {}

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy.app import create_app
 from proxy.config import build
+from proxy.server import create_app
 from tests.conftest import UPSTREAM_KEY, BackgroundLoop, Recorder, openai_provider, serve_in
 from tests.support import FIXTURES
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.sse import Event, EventTooLarge, IncompleteEvent, SSEDecoder
+from proxy.wire.sse import Event, EventTooLarge, IncompleteEvent, SSEDecoder
 from tests.support import splits
 
 BOM = b"\xef\xbb\xbf"
@@ -343,7 +343,7 @@ def test_close_after_crlf_split_at_the_end() -> None:
 
 
 def test_incomplete_event_is_an_sse_error() -> None:
-    from proxy.sse import SSEError
+    from proxy.wire.sse import SSEError
 
     assert issubclass(IncompleteEvent, SSEError)
     assert issubclass(EventTooLarge, SSEError)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.errors import BadRequest
-from proxy.validation import _FIELDS, validate_chat_request
+from proxy.protocols.openai_chat.validate import _FIELDS, validate_chat_request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 JSON_VALUES = st.one_of(

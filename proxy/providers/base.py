@@ -86,5 +86,5 @@ class Adapter:
     # True when the adapter's stream output is the upstream's own OpenAI frames (ids kept).
     passthrough: bool = False
     # An in-process provider (the mock) opens its own response instead of an HTTP request; it
-    # returns an object with the ``proxy.upstream.UpstreamResponse`` interface.
+    # returns an object with the ``proxy.transport.http.UpstreamResponse`` interface.
     open_local: Callable[[UpstreamRequest, ProviderConfig], Awaitable[Any]] | None = None

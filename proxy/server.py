@@ -19,12 +19,12 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.errors import BadRequest, PayloadTooLarge, ProxyError
+from proxy.protocols.openai_chat.validate import validate_chat_request
 from proxy.providers import adapter
 from proxy.providers.base import JSONBody, StreamContext
 from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
 from proxy.routing import Router, Target
-from proxy.upstream import HTTPTransport, UpstreamResponse, parse_retry_after, read_body
-from proxy.validation import validate_chat_request
+from proxy.transport.http import HTTPTransport, UpstreamResponse, parse_retry_after, read_body
 from proxy.watchdog import Watchdog
 
 __all__ = ["STATE", "State", "create_app"]

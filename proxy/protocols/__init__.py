@@ -1,0 +1,1 @@
+"""Wire formats, sans-IO: request mappers, stream decoders and encoders, no aiohttp or asyncio."""

@@ -1,0 +1,194 @@
+"""Gemini streamGenerateContent SSE -> stream encoder calls (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+
+from proxy.config import ProviderConfig
+from proxy.errors import StreamError
+from proxy.protocols.gemini.wire import (
+    _block_message,
+    _block_reason,
+    _call_fields,
+    _error_from,
+    _error_object,
+    _extra,
+    _finish_reason,
+    _first_candidate,
+    _part_signature,
+    _parts_of,
+    _usage,
+)
+from proxy.protocols.openai_chat.encode import DONE, ChunkWriter
+from proxy.providers.base import JSONBody, StreamContext
+from proxy.wire.sse import Event, SSEDecoder, SSEError
+
+# --------------------------------------------------------------------------------------------
+# Stream
+
+_SSE_FIELDS = (b"data", b"event", b"id", b"retry", b":")
+_RAW_LIMIT = 64 * 1024
+
+
+class _Decoder(SSEDecoder):
+    """The SSE decoder, plus Gemini's habit of appending a raw (pretty-printed) JSON error body,
+    without SSE framing, when a stream fails midway: a WHATWG decoder would ignore those lines as
+    unknown fields and the failure would pass unseen. The first line that is no SSE field starts
+    ``raw``: it and every later line are collected there, and ``raw_value`` is set as soon as the
+    collected lines parse as JSON (checked at line ends, so the result cannot depend on how reads
+    split)."""
+
+    __slots__ = ("raw", "raw_size", "raw_value")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
+        self.raw_size = 0
+        self.raw_value: Any = None
+
+    def _field(self, line: bytes) -> None:
+        if not self.raw and line.startswith(_SSE_FIELDS):
+            super()._field(line)
+            return
+        if not self.raw:
+            self._data = []  # an event cut short by non-SSE bytes is dropped
+        if self.raw_value is not None or self.raw_size > _RAW_LIMIT:
+            return
+        self.raw.append(line)
+        self.raw_size += len(line) + 1
+        if line.rstrip().endswith((b"}", b"]")):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self.raw_value = orjson.loads(b"\n".join(self.raw))
+
+    def close(self) -> list[Event]:
+        if not self.raw:
+            return super().close()
+        if self._buf:
+            self._field(self._buf.removesuffix(b"\r"))
+            self._buf = b""
+        return []
+
+
+class GeminiStream:
+    """Gemini ``streamGenerateContent?alt=sse`` in, OpenAI ``chat.completion.chunk`` frames out (sans-IO)."""
+
+    __slots__ = ("_ctx", "_decoder", "_finished", "_usage", "_writer", "done")
+
+    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
+        self._ctx = ctx
+        self._writer = ChunkWriter(ctx)
+        self._decoder = _Decoder()
+        self._usage: Any = None  # the last usageMetadata seen
+        self._finished = False  # a finishReason (or a prompt block) has been translated
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        try:
+            events = self._decoder.feed(data)
+        except SSEError as exc:
+            raise StreamError(f"the Gemini stream could not be decoded: {exc}") from None
+        out = self._events(events)
+        if self._decoder.raw_value is not None or self._decoder.raw_size > _RAW_LIMIT:
+            raise self._raw_error(output=out)
+        return out
+
+    def finish(self) -> bytes:
+        if self.done:
+            return b""
+        try:
+            events = self._decoder.close()
+        except SSEError:
+            if not self._finished:
+                raise StreamError("the Gemini stream was truncated: it ended in the middle of an event") from None
+            events = []  # the answer was complete; only a trailing usage update was cut
+        out = self._events(events)
+        if self._decoder.raw:
+            raise self._raw_error(output=out)
+        if not self._finished:
+            raise StreamError("the Gemini stream was truncated: it ended before a finishReason", output=out)
+        self.done = True
+        return out + self._writer.usage(_usage(self._usage)) + DONE
+
+    def _raw_error(self, output: bytes) -> StreamError:
+        err = _error_object(self._decoder.raw_value)
+        if isinstance(err, dict):
+            result = _error_from(err, StreamError, default_status=502)
+            assert isinstance(result, StreamError)
+            result.output = output
+            return result
+        head = b"\n".join(self._decoder.raw)[:200].decode("utf-8", "replace")
+        return StreamError(f"the Gemini stream sent data outside SSE framing: {head!r}", output=output)
+
+    def _events(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for event in events:
+            try:
+                frame = self._event(event)
+            except StreamError as exc:
+                exc.output = b"".join(out) + exc.output
+                raise
+            if frame:
+                out.append(frame)
+        return b"".join(out)
+
+    def _event(self, event: Event) -> bytes:
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise StreamError("the Gemini stream sent malformed JSON") from None
+        err = _error_object(data)
+        if isinstance(err, dict):
+            raise _error_from(err, StreamError, default_status=502)
+        if not isinstance(data, dict):
+            raise StreamError("the Gemini stream sent an event that is not a JSON object")
+        if data.get("usageMetadata") is not None:
+            self._usage = data["usageMetadata"]
+        if self._finished:
+            return b""  # after the finish only usage matters
+        candidate = _first_candidate(data)
+        if candidate is None:
+            block = _block_reason(data)
+            if block is None:
+                return b""
+            self._finished = True
+            return self._writer.refusal(_block_message(block)) + self._writer.finish("content_filter")
+        frames: list[bytes] = []
+        try:
+            for part in _parts_of(candidate):
+                if isinstance(part, dict):
+                    frames.append(self._part(part))
+            reason = _finish_reason(candidate, StreamError)
+        except StreamError as exc:
+            exc.output = b"".join(frames)
+            raise
+        if reason is not None:
+            self._finished = True
+            frames.append(self._writer.finish(reason))
+        return b"".join(frames)
+
+    def _part(self, part: JSONBody) -> bytes:
+        signature = _part_signature(part)
+        extra = _extra(signature) if signature else {}
+        call = part.get("functionCall")
+        if isinstance(call, dict):
+            try:
+                name, arguments, call_id = _call_fields(call)
+            except ValueError as exc:
+                raise StreamError(f"the Gemini stream sent {exc}") from None
+            index = self._writer.tool_calls
+            _, frame = self._writer.tool_call_start(
+                call_id or f"call_{self._ctx.call_id_prefix}_{index}", name, arguments, extra or None
+            )
+            return frame
+        text = part.get("text")
+        if not isinstance(text, str):
+            return b""  # inline images, code execution and future part kinds have no OpenAI form
+        if text:
+            key = "reasoning_content" if part.get("thought") is True else "content"
+            return self._writer.delta({key: text, **extra})
+        return self._writer.delta(extra) if extra else b""
