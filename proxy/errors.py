@@ -4,6 +4,8 @@
 
     ProxyError                    an OpenAI-shaped error with an HTTP status
     ├── BadRequest                400 invalid_request_error: the client's body is wrong
+    │   └── UnsupportedByProvider 400 the body is fine, but this provider cannot serve it
+    │                             (a fallback moves on to the next model)
     ├── NotFound                  404 the model names no known provider, policy or alias
     ├── PayloadTooLarge           413 the request body is over the configured size
     ├── MissingKey                401 the provider needs a key that is not configured
@@ -13,9 +15,10 @@
     └── StreamError               the stream failed after it started (truncated,
                                   malformed, a provider error event, idle timeout)
 
-A ``ProxyError`` renders itself two ways: ``body()`` for an HTTP error response before
-the stream, ``frame()`` for one ``data: {"error": ...}`` frame after it. The message of an
-error never contains a provider key: keys are only ever placed in upstream request headers.
+An error carries meaning only (``status``, ``type``, ``param``, ``code``, ``retry_after``): each
+front door renders it in its own wire format, as an HTTP body before the stream and as an error
+event after it. The message of an error never contains a provider key: keys are only ever
+placed in upstream request headers.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProxyError",
     "StreamError",
+    "UnsupportedByProvider",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -81,12 +85,7 @@ class ProxyError(Exception):
         self.code = code
         self.retry_after: float | None = None  # seconds, from the provider's Retry-After header
 
-    @property
-    def retryable(self) -> bool:
-        """True when another attempt (same model later, or another model) may succeed."""
-        return self.status in (408, 409, 429) or self.status >= 500
-
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:  # to be removed: front doors render errors
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def body(self) -> bytes:
@@ -95,6 +94,11 @@ class ProxyError(Exception):
     def frame(self) -> bytes:
         return b"data: " + orjson.dumps(self.as_dict()) + b"\n\n"
 
+    @property
+    def retryable(self) -> bool:
+        """True when another attempt (same model later, or another model) may succeed."""
+        return self.status in (408, 409, 429) or self.status >= 500
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status}, {self.message!r})"
 
@@ -102,6 +106,16 @@ class ProxyError(Exception):
 class BadRequest(ProxyError):
     status = 400
     type = "invalid_request_error"
+
+
+class UnsupportedByProvider(BadRequest):
+    """A well-formed request that this provider cannot serve (``n > 1`` on Anthropic, a tool
+    type Gemini lacks). Unlike other 400s it moves a fallback on to the next model; it reaches
+    the client only when no model could serve the request."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("code", "unsupported_by_provider")
+        super().__init__(message, **kwargs)
 
 
 class NotFound(ProxyError):
