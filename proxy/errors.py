@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 __all__ = [
     "BadRequest",
     "MissingKey",
@@ -84,15 +82,6 @@ class ProxyError(Exception):
         self.param = param
         self.code = code
         self.retry_after: float | None = None  # seconds, from the provider's Retry-After header
-
-    def as_dict(self) -> dict[str, Any]:  # to be removed: front doors render errors
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def body(self) -> bytes:
-        return orjson.dumps(self.as_dict())
-
-    def frame(self) -> bytes:
-        return b"data: " + orjson.dumps(self.as_dict()) + b"\n\n"
 
     @property
     def retryable(self) -> bool:

@@ -1,12 +1,14 @@
-"""The one relay loop: upstream reads in, OpenAI frames out, for every provider.
+"""The one relay loop: upstream reads in, the front door's frames out, for every provider.
 
-Per upstream read: one ``translator.feed`` (a byte search for pass-through providers) and at
-most one ``write`` carrying every frame the read completed. Nothing waits for more data.
+Per upstream read: one ``decoder.feed`` (a byte search for pass-through providers) and at
+most one ``write`` carrying every frame the read completed. Nothing waits for more data. The
+loop knows neither the provider nor the front door: the decoder turns upstream bytes into the
+client's bytes, and the door (``Framing``) says how a keep-alive and an error event look.
 
 The client's response starts (headers sent) at the first frame, so an attempt that fails
 before producing anything is still free to answer with an HTTP error, or to fall back to
 another model. With ``keepalive_s`` set, a silent upstream commits the response after that
-long and gets ``: keep-alive`` comments every ``keepalive_s`` of client-side silence, so load
+long and gets keep-alives (an SSE comment for OpenAI clients) every ``keepalive_s`` of client-side silence, so load
 balancers with idle timeouts keep the connection; the price is that a failure after the first
 keep-alive can only be reported as an error frame, no longer retried elsewhere.
 
@@ -20,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
 from aiohttp import ClientError, web
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamTimeout
-from proxy.providers.base import StreamTranslator
-from proxy.transport.http import UpstreamResponse, describe
+from proxy.observability.record import RequestRecord
+from proxy.protocols.stream import StreamDecoder
+from proxy.transport.base import UpstreamResponse
+from proxy.transport.http import describe
 from proxy.watchdog import Watchdog
 
-__all__ = ["FAILED_AFTER_START", "KEEPALIVE", "SSE_HEADERS", "ClientDisconnected", "relay_stream"]
+__all__ = ["FAILED_AFTER_START", "SSE_HEADERS", "ClientDisconnected", "Framing", "relay_stream"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -38,10 +43,18 @@ SSE_HEADERS: Mapping[str, str] = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-KEEPALIVE = b": keep-alive\n\n"
 # Set on a response whose stream failed after it started: too late to fall back, yet a failure.
 FAILED_AFTER_START = web.ResponseKey("failed_after_start", ProxyError)
 _DRAIN_AFTER_DONE_S = 5.0  # how long to keep reading after [DONE] so the connection can be reused
+
+
+class Framing(Protocol):
+    """What the relay needs of a front door: its keep-alive bytes and its error event."""
+
+    @property
+    def keepalive(self) -> bytes: ...
+
+    def error_frame(self, err: ProxyError) -> bytes: ...
 
 
 class ClientDisconnected(Exception):
@@ -55,12 +68,19 @@ class ClientDisconnected(Exception):
 class _Sink:
     """The client response, started once, by whichever comes first: a frame or a keep-alive."""
 
-    __slots__ = ("_headers", "_loop", "_request", "_starting", "response")
+    __slots__ = ("_headers", "_loop", "_record", "_request", "_starting", "response")
 
-    def __init__(self, request: web.Request, headers: Mapping[str, str], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        headers: Mapping[str, str],
+        loop: asyncio.AbstractEventLoop,
+        record: RequestRecord | None = None,
+    ) -> None:
         self._loop = loop
         self._request = request
         self._headers = headers
+        self._record = record
         self._starting: asyncio.Future[web.StreamResponse] | None = None
         self.response: web.StreamResponse | None = None
 
@@ -81,6 +101,8 @@ class _Sink:
                 starting.exception()  # retrieved here, so an unawaited failure is not logged
             raise
         self.response = response
+        if self._record is not None:
+            self._record.first_byte_at = self._loop.time()
         starting.set_result(response)
         return response
 
@@ -102,6 +124,7 @@ class _Clock:
     __slots__ = (
         "_keepalive_s",
         "_loop",
+        "_ping",
         "_sink",
         "_task",
         "_upstream",
@@ -123,8 +146,10 @@ class _Clock:
         sink: _Sink,
         keepalive_s: float | None,
         watchdog: Watchdog,
+        keepalive: bytes = b": keep-alive\n\n",
     ) -> None:
         self._loop = loop
+        self._ping = keepalive
         self._upstream = upstream
         self._sink = sink
         self._keepalive_s = keepalive_s
@@ -162,7 +187,7 @@ class _Clock:
     async def _keepalive(self) -> None:
         try:
             response = await self._sink.start()
-            await response.write(KEEPALIVE)
+            await response.write(self._ping)
         except (ConnectionError, RuntimeError):
             self._upstream.close()  # the client is gone: stop the provider generating
         finally:
@@ -177,48 +202,52 @@ class _Clock:
 async def relay_stream(
     request: web.Request,
     upstream: UpstreamResponse,
-    translator: StreamTranslator,
+    decoder: StreamDecoder,
     provider: ProviderConfig,
     headers: Mapping[str, str],
     watchdog: Watchdog,
-    keepalive_s: float | None = None,
+    keepalive_s: float | None,
+    framing: Framing,
+    record: RequestRecord | None = None,
 ) -> web.StreamResponse:
-    """Relay ``upstream`` to the client through ``translator``.
+    """Relay ``upstream`` to the client through ``decoder``.
 
     Raises ``ProxyError`` if the attempt failed before anything reached the client (the caller
-    answers with an HTTP error or tries another model); after that, failures become one
-    ``data: {"error": ...}`` frame and the stream ends, never with a fake ``[DONE]``.
+    answers with an HTTP error or tries another model); after that, failures become the front
+    door's error event and the stream ends, never with a fake end of stream.
     """
     loop = watchdog.loop()
-    sink = _Sink(request, headers, loop)
-    clock = _Clock(loop, upstream, provider, sink, keepalive_s, watchdog)
+    sink = _Sink(request, headers, loop, record)
+    clock = _Clock(loop, upstream, provider, sink, keepalive_s, watchdog, framing.keepalive)
     try:
-        await _pump(upstream, translator, sink, clock, provider)
+        await _pump(upstream, decoder, sink, clock, provider)
     except ProxyError as err:
         if sink.response is None:
             raise
         log.warning("stream from %s failed after start: %s", provider.name, err.message)
         sink.response[FAILED_AFTER_START] = err
         try:
-            await sink.response.write(err.frame())
+            await sink.response.write(framing.error_frame(err))
             await sink.response.write_eof()
         except (ClientError, ConnectionError):
             raise ClientDisconnected(sink.response) from None
     finally:
         clock.cancel()
         upstream.close()
+        if record is not None:
+            record.bytes_out = sink.sent()
     assert sink.response is not None
     return sink.response
 
 
 async def _pump(
     upstream: UpstreamResponse,
-    translator: StreamTranslator,
+    decoder: StreamDecoder,
     sink: _Sink,
     clock: _Clock,
     provider: ProviderConfig,
 ) -> None:
-    feed = translator.feed
+    feed = decoder.feed
     write = None
     chunks = upstream.chunks()
     try:
@@ -233,7 +262,7 @@ async def _pump(
                 if write is None:
                     write = (await sink.start()).write
                 await write(out)
-                if translator.done:
+                if decoder.done:
                     await sink.response.write_eof()  # type: ignore[union-attr]
                     clock.idle_s = min(clock.idle_s, _DRAIN_AFTER_DONE_S)
                     try:
@@ -250,7 +279,7 @@ async def _pump(
         raise StreamError(f"the connection to provider '{provider.name}' failed mid-stream: {describe(exc)}") from None
     if clock.fired:
         raise _timeout(clock, provider)
-    out = translator.finish()
+    out = decoder.finish()
     if out:
         await (await sink.start()).write(out)
     if sink.response is not None:

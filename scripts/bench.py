@@ -937,7 +937,9 @@ def _verify_openai_output(out: bytes, chunks: int, tpc: int) -> str:
 
 
 def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print) -> list[dict[str, Any]]:
-    from proxy.providers.base import StreamContext
+    from proxy.config import ProviderConfig
+    from proxy.protocols.openai_chat.encode import ChatEncoder
+    from proxy.protocols.stream import StreamContext
 
     ctx = StreamContext(id="chatcmpl-bench", created=1700000000, model="bench-model", include_usage=True)
     rows = []
@@ -949,12 +951,19 @@ def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print)
         try:
             import importlib
 
-            adapter = importlib.import_module(f"proxy.providers.{provider}").ADAPTER
+            kind = importlib.import_module(f"proxy.providers.{provider}").PROVIDER
         except Exception as e:
             log(f"  {provider}: translator not available ({type(e).__name__}: {e})")
             rows.append({"provider": provider, "input": "-", "error": f"not available: {e}"})
             continue
-        make = lambda a=adapter: a.stream_translator(ctx)  # noqa: E731
+        config = ProviderConfig(name=provider, kind=provider)
+
+        def make(kind: Any = kind, config: ProviderConfig = config) -> Any:
+            # What the chat front door runs: the pass-through, else the decoder feeding its encoder.
+            if kind.passthrough is not None:
+                return kind.passthrough(ctx, config)
+            return kind.stream_decoder(ChatEncoder(ctx), ctx, config)
+
         synth = b"".join(fake_upstream.stream_frames(provider, chunks, 1, model="bench-model", include_usage=True))
         parts = _split_events(synth)
         for mode, feed in (("per event", parts), ("whole", [synth])):

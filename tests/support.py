@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from proxy.providers.base import StreamContext, StreamTranslator
+from proxy.protocols.stream import StreamContext, StreamDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _REFUSING: list[socket.socket] = []
@@ -41,14 +41,14 @@ def splits(data: bytes, seed: int = 0) -> Iterator[tuple[str, list[bytes]]]:
         yield f"random{s}", parts
 
 
-def run_translator(translator: StreamTranslator, parts: list[bytes]) -> bytes:
+def run_translator(translator: StreamDecoder, parts: list[bytes]) -> bytes:
     """Feed every part, then finish; return all output (errors propagate)."""
     out = [translator.feed(p) for p in parts]
     out.append(translator.finish())
     return b"".join(out)
 
 
-def assert_same_every_split(make: Callable[[], StreamTranslator], data: bytes) -> bytes:
+def assert_same_every_split(make: Callable[[], StreamDecoder], data: bytes) -> bytes:
     """Run ``data`` through fresh translators cut every way; all outputs must be identical."""
     results = {name: run_translator(make(), parts) for name, parts in splits(data)}
     whole = results["whole"]

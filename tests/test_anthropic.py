@@ -3,7 +3,7 @@
 Golden streams live in ``tests/fixtures/anthropic/``: the recorded ones copied unchanged from the
 shared fixtures (see the README there) and our own cases in the API's exact shapes. Each input
 has its expected OpenAI output next to it as ``<case>.expected``, byte for byte. A failing
-stream's expected output ends with the error frame the relay writes (``StreamError.frame()``).
+stream's expected output ends with the error frame the relay writes (``error_frame``).
 Regenerate after a deliberate change with ``REGEN_GOLDEN=1`` and review the diff.
 """
 
@@ -22,14 +22,21 @@ import pytest
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UpstreamError
 from proxy.protocols.anthropic.request import JSON_OBJECT_INSTRUCTION, JSON_TOOL_INSTRUCTION, build_request
-from proxy.protocols.anthropic.response import translate_response
+from proxy.protocols.anthropic.response import decode_response
 from proxy.protocols.anthropic.stream import AnthropicStream
 from proxy.protocols.anthropic.wire import JSON_TOOL, translate_error
-from proxy.providers import adapter
-from proxy.providers.anthropic import ADAPTER
-from proxy.providers.base import StreamContext
+from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion, error_frame
+from proxy.protocols.stream import StreamContext
+from proxy.providers import provider_kind
+from proxy.providers.anthropic import PROVIDER as KIND
 from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
+
+
+def translate_response(body: bytes, ctx: StreamContext) -> bytes:
+    """The non-stream path as the chat front door runs it: decode, then encode."""
+    return encode_completion(decode_response(body, ctx), ctx)
+
 
 DIR = FIXTURES / "anthropic"
 USAGE = replace(CTX, include_usage=True)
@@ -97,14 +104,14 @@ def load(case: str) -> bytes:
 
 def run_all(ctx: StreamContext, parts: list[bytes]) -> bytes:
     """What the relay writes: the frames, and after a failure the frames before it and its error frame."""
-    translator = AnthropicStream(ctx)
+    translator = AnthropicStream(ChatEncoder(ctx))
     out: list[bytes] = []
     try:
         for part in parts:
             out.append(translator.feed(part))
         out.append(translator.finish())
     except StreamError as exc:
-        out.append(exc.output + exc.frame())
+        out.append(exc.output + error_frame(exc))
     return b"".join(out)
 
 
@@ -115,7 +122,7 @@ def golden(case: str) -> bytes:
         for name, out in results.items():
             assert out == results["whole"], f"output differs when the input is fed {name}"
         return results["whole"]
-    return assert_same_every_split(lambda: AnthropicStream(ctx), data)
+    return assert_same_every_split(lambda: AnthropicStream(ChatEncoder(ctx)), data)
 
 
 def test_every_fixture_is_a_case() -> None:
@@ -302,7 +309,7 @@ def test_finish_reasons() -> None:
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_failures(case: str) -> None:
     status, etype, message = FAILURES[case]
-    translator = AnthropicStream(USAGE)
+    translator = AnthropicStream(ChatEncoder(USAGE))
     with pytest.raises(StreamError) as info:
         translator.feed(load(case))
         translator.finish()
@@ -315,7 +322,7 @@ def test_failures(case: str) -> None:
 
 
 def test_error_event_keeps_the_frames_before_it() -> None:
-    translator = AnthropicStream(USAGE)
+    translator = AnthropicStream(ChatEncoder(USAGE))
     with pytest.raises(StreamError) as info:
         translator.feed(load("error-midstream"))
     err = info.value
@@ -328,14 +335,14 @@ def test_error_before_any_content_leaves_nothing_written() -> None:
     data = load("error-midstream")
     cut = data.index(b"event: content_block_start")
     data = data[:cut] + data[data.index(b"event: error") :]
-    translator = AnthropicStream(USAGE)
+    translator = AnthropicStream(ChatEncoder(USAGE))
     with pytest.raises(StreamError) as info:
         translator.feed(data)
     assert info.value.output == b"" and info.value.status == 503
 
 
 def test_unknown_error_type_in_stream() -> None:
-    translator = AnthropicStream(CTX)
+    translator = AnthropicStream(ChatEncoder(CTX))
     with pytest.raises(StreamError) as info:
         translator.feed(b'event: error\ndata: {"type":"error","error":{"type":"brand_new_error"}}\n\n')
     assert (info.value.status, info.value.type, info.value.code) == (502, "api_error", "brand_new_error")
@@ -344,7 +351,7 @@ def test_unknown_error_type_in_stream() -> None:
 
 def test_done_and_ignoring_anything_after_message_stop() -> None:
     data = load("messages-basic-text")
-    translator = AnthropicStream(CTX)
+    translator = AnthropicStream(ChatEncoder(CTX))
     before_stop = data[: data.index(b"event: message_stop")]
     out = translator.feed(before_stop)
     done = [translator.done]
@@ -356,7 +363,7 @@ def test_done_and_ignoring_anything_after_message_stop() -> None:
 
 
 def test_no_usage_chunk_unless_asked() -> None:
-    out = assert_same_every_split(lambda: AnthropicStream(CTX), load("messages-basic-text"))
+    out = assert_same_every_split(lambda: AnthropicStream(ChatEncoder(CTX)), load("messages-basic-text"))
     assert b'"usage"' not in out and accumulate(out, CTX)["usage"] is None
 
 
@@ -366,19 +373,20 @@ def test_events_typed_only_by_the_event_line() -> None:
         b'event: content_block_delta\ndata: {"index":0,"delta":{"type":"text_delta","text":"hi"}}\n\n'
         b"event: message_stop\ndata: {}\n\n"
     )
-    acc = accumulate(assert_same_every_split(lambda: AnthropicStream(CTX), data), CTX)
+    acc = accumulate(assert_same_every_split(lambda: AnthropicStream(ChatEncoder(CTX)), data), CTX)
     assert acc["content"] == "hi" and acc["finish"] == "stop" and acc["done"]
 
 
 def test_non_object_event_data_is_an_error() -> None:
     with pytest.raises(StreamError, match="not a JSON object"):
-        AnthropicStream(CTX).feed(b"event: message_start\ndata: [1]\n\n")
+        AnthropicStream(ChatEncoder(CTX)).feed(b"event: message_start\ndata: [1]\n\n")
 
 
-def test_registry_and_adapter() -> None:
-    assert adapter("anthropic") is ADAPTER
-    assert ADAPTER.kind == "anthropic" and not ADAPTER.passthrough
-    assert isinstance(ADAPTER.stream_translator(CTX), AnthropicStream)
+def test_registry_and_provider() -> None:
+    assert provider_kind("anthropic") is KIND
+    assert KIND.kind == KIND.protocol == "anthropic" and KIND.passthrough is None
+    assert KIND.stream_decoder is not None
+    assert isinstance(KIND.stream_decoder(ChatEncoder(CTX), CTX, PROVIDER), AnthropicStream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1126,7 +1134,7 @@ def test_translate_error(status: int, atype: str, reported: int, otype: str) -> 
     err = translate_error(status, body)
     assert isinstance(err, UpstreamError)
     assert (err.status, err.type, err.code, err.message) == (reported, otype, atype, f"upstream says {atype}")
-    assert err.as_dict()["error"]["message"] == f"upstream says {atype}"
+    assert err.message == f"upstream says {atype}"
 
 
 @pytest.mark.parametrize(

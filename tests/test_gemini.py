@@ -4,7 +4,7 @@ Golden streams live in ``tests/fixtures/gemini/``: the recordings copied unchang
 fixtures (``*.chunks.jsonl``, one payload per line: the loader adds Gemini's ``data: ...\\r\\n\\r\\n``
 framing back) and our own cases as the exact bytes Gemini sends (``*.sse``). Each input has its
 expected OpenAI output next to it as ``<case>.expected``, byte for byte; a failing stream's
-expected output ends with the error frame the relay writes (``StreamError.frame()``). Regenerate
+expected output ends with the error frame the relay writes (``error_frame``). Regenerate
 after a deliberate change with ``REGEN_GOLDEN=1`` and review the diff.
 """
 
@@ -24,14 +24,21 @@ import pytest
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UpstreamError
 from proxy.protocols.gemini.request import build_request, clean_schema
-from proxy.protocols.gemini.response import translate_response
+from proxy.protocols.gemini.response import decode_response
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.gemini.wire import SKIP_SIGNATURE, translate_error
-from proxy.providers import adapter
-from proxy.providers.base import StreamContext
-from proxy.providers.gemini import ADAPTER
+from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion, error_frame
+from proxy.protocols.stream import StreamContext
+from proxy.providers import provider_kind
+from proxy.providers.gemini import PROVIDER as KIND
 from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
+
+
+def translate_response(body: bytes, ctx: StreamContext) -> bytes:
+    """The non-stream path as the chat front door runs it: decode, then encode."""
+    return encode_completion(decode_response(body, ctx), ctx)
+
 
 DIR = FIXTURES / "gemini"
 USAGE = replace(CTX, include_usage=True)
@@ -100,14 +107,14 @@ def load(case: str) -> bytes:
 
 def run_all(ctx: StreamContext, parts: list[bytes]) -> bytes:
     """What the relay writes: the frames, and after a failure the frames before it and its error frame."""
-    translator = GeminiStream(ctx)
+    translator = GeminiStream(ChatEncoder(ctx), ctx)
     out: list[bytes] = []
     try:
         for part in parts:
             out.append(translator.feed(part))
         out.append(translator.finish())
     except StreamError as exc:
-        out.append(exc.output + exc.frame())
+        out.append(exc.output + error_frame(exc))
     return b"".join(out)
 
 
@@ -122,7 +129,7 @@ def golden(case: str) -> bytes:
     ctx, data = CASES[case], load(case)
     if case in FAILURES:
         return run_every_split(ctx, data)
-    return assert_same_every_split(lambda: GeminiStream(ctx), data)
+    return assert_same_every_split(lambda: GeminiStream(ChatEncoder(ctx), ctx), data)
 
 
 def test_every_fixture_is_a_case() -> None:
@@ -346,7 +353,7 @@ def test_usage_arriving_after_the_finish_chunk() -> None:
     out = golden("usage-after-finish")
     acc = accumulate(out, USAGE)
     assert acc["usage"]["completion_tokens"] == 2  # from the frame after finishReason
-    translator = GeminiStream(USAGE)
+    translator = GeminiStream(ChatEncoder(USAGE), USAGE)
     data = load("usage-after-finish")
     cut = data.index(b"data:", 1)
     first = translator.feed(data[:cut])
@@ -365,7 +372,7 @@ def test_legacy_functions() -> None:
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_failures(case: str) -> None:
     status, etype, message = FAILURES[case]
-    translator = GeminiStream(USAGE)
+    translator = GeminiStream(ChatEncoder(USAGE), USAGE)
     with pytest.raises(StreamError) as info:
         translator.feed(load(case))
         translator.finish()
@@ -378,7 +385,7 @@ def test_failures(case: str) -> None:
 
 
 def test_error_frame_keeps_the_frames_before_it() -> None:
-    translator = GeminiStream(USAGE)
+    translator = GeminiStream(ChatEncoder(USAGE), USAGE)
     with pytest.raises(StreamError) as info:
         translator.feed(load("error-midstream"))
     err = info.value
@@ -390,7 +397,7 @@ def test_error_before_any_content_leaves_nothing_written() -> None:
     """An error as the first frame fails the attempt before the client saw a byte (it can be retried)."""
     error = {"code": 429, "message": "Resource has been exhausted", "status": "RESOURCE_EXHAUSTED"}
     data = b"data: " + orjson.dumps({"error": error}) + b"\r\n\r\n"
-    translator = GeminiStream(USAGE)
+    translator = GeminiStream(ChatEncoder(USAGE), USAGE)
     with pytest.raises(StreamError) as info:
         translator.feed(data)
     assert (info.value.output, info.value.status, info.value.type) == (b"", 429, "rate_limit_error")
@@ -398,7 +405,7 @@ def test_error_before_any_content_leaves_nothing_written() -> None:
 
 def test_raw_error_body_is_seen_as_soon_as_it_is_complete() -> None:
     data = load("error-raw-body")
-    translator = GeminiStream(USAGE)
+    translator = GeminiStream(ChatEncoder(USAGE), USAGE)
     cut = data.index(b"{\n")
     out = translator.feed(data[:cut])
     assert b'"finish_reason":"stop"' in out
@@ -434,20 +441,20 @@ def test_cut_in_a_trailing_update_after_the_finish_still_completes() -> None:
 
 
 def test_done_and_nothing_after_finish() -> None:
-    translator = GeminiStream(CTX)
+    translator = GeminiStream(ChatEncoder(CTX), CTX)
     out = translator.feed(load("max-tokens")) + translator.finish()
     assert translator.done and out.endswith(b"data: [DONE]\n\n")
     assert translator.feed(b"data: {broken\r\n\r\n") == b"" and translator.finish() == b""
 
 
 def test_no_usage_chunk_unless_asked() -> None:
-    out = assert_same_every_split(lambda: GeminiStream(CTX), load("gemini-text"))
+    out = assert_same_every_split(lambda: GeminiStream(ChatEncoder(CTX), CTX), load("gemini-text"))
     assert b'"usage"' not in out and accumulate(out, CTX)["usage"] is None
 
 
 def test_usage_without_any_usage_metadata() -> None:
     data = b'data: {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}]}\r\n\r\n'
-    acc = accumulate(assert_same_every_split(lambda: GeminiStream(USAGE), data), USAGE)
+    acc = accumulate(assert_same_every_split(lambda: GeminiStream(ChatEncoder(USAGE), USAGE), data), USAGE)
     assert acc["usage"] == {
         "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -462,7 +469,7 @@ def test_gemini_call_ids_are_kept_when_given() -> None:
         b'data: {"candidates": [{"content": {"parts": [{"functionCall": {"id": "fc-7", "name": "f",'
         b' "args": {"a": 1}}}]}, "finishReason": "STOP"}]}\r\n\r\n'
     )
-    acc = accumulate(assert_same_every_split(lambda: GeminiStream(CTX), data), CTX)
+    acc = accumulate(assert_same_every_split(lambda: GeminiStream(ChatEncoder(CTX), CTX), data), CTX)
     assert [(c["id"], c["arguments"]) for c in acc["calls"].values()] == [("fc-7", '{"a":1}')]
 
 
@@ -489,7 +496,9 @@ def stream_of(candidate: dict[str, Any]) -> bytes:
 )
 def test_finish_reason_mapping(reason: str, finish: str) -> None:
     data = stream_of({"content": {"parts": [{"text": "x"}]}, "finishReason": reason})
-    assert accumulate(assert_same_every_split(lambda: GeminiStream(CTX), data), CTX)["finish"] == finish
+    assert (
+        accumulate(assert_same_every_split(lambda: GeminiStream(ChatEncoder(CTX), CTX), data), CTX)["finish"] == finish
+    )
     body = orjson.dumps({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": reason}]})
     assert orjson.loads(translate_response(body, CTX))["choices"][0]["finish_reason"] == finish
 
@@ -507,7 +516,7 @@ def test_finish_reason_mapping(reason: str, finish: str) -> None:
 def test_failed_finish_reasons(reason: str, status: int) -> None:
     data = stream_of({"content": {"parts": [{"text": "partial"}]}, "finishReason": reason})
     with pytest.raises(StreamError) as info:
-        GeminiStream(CTX).feed(data)
+        GeminiStream(ChatEncoder(CTX), CTX).feed(data)
     assert (info.value.status, info.value.code) == (status, reason)
     assert info.value.message == f"Gemini could not complete the answer ({reason})"
     assert accumulate(info.value.output, CTX)["content"] == "partial"  # the same event's text is kept
@@ -528,7 +537,7 @@ def test_failed_finish_reasons(reason: str, status: int) -> None:
 )
 def test_bad_events(data: bytes, message: str) -> None:
     with pytest.raises(StreamError) as info:
-        GeminiStream(CTX).feed(data)
+        GeminiStream(ChatEncoder(CTX), CTX).feed(data)
     assert info.value.message == message
 
 
@@ -542,14 +551,15 @@ def test_ignored_parts_and_frames() -> None:
         b": comment\r\n\r\n"
         b'data: {"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}]}\r\n\r\n'
     )
-    acc = accumulate(assert_same_every_split(lambda: GeminiStream(CTX), data), CTX)
+    acc = accumulate(assert_same_every_split(lambda: GeminiStream(ChatEncoder(CTX), CTX), data), CTX)
     assert acc["content"] == "ok" and acc["finish"] == "stop"
 
 
-def test_registry_and_adapter() -> None:
-    assert adapter("gemini") is ADAPTER
-    assert ADAPTER.kind == "gemini" and not ADAPTER.passthrough
-    assert isinstance(ADAPTER.stream_translator(CTX), GeminiStream)
+def test_registry_and_provider() -> None:
+    assert provider_kind("gemini") is KIND
+    assert KIND.kind == KIND.protocol == "gemini" and KIND.passthrough is None
+    assert KIND.stream_decoder is not None
+    assert isinstance(KIND.stream_decoder(ChatEncoder(CTX), CTX, PROVIDER), GeminiStream)
     config = build({}, "<test>", {"GEMINI_API_KEY": "k"})
     assert config.providers["gemini"].kind == config.providers["google"].kind == "gemini"
 
@@ -1408,7 +1418,7 @@ def test_translate_error(status: int, google: str, otype: str) -> None:
     err = translate_error(status, body)
     assert isinstance(err, UpstreamError)
     assert (err.status, err.type, err.code, err.message) == (status, otype, google, f"upstream says {google}")
-    assert err.as_dict()["error"]["message"] == f"upstream says {google}"
+    assert err.message == f"upstream says {google}"
     assert err.retry_after is None
 
 
@@ -1476,12 +1486,12 @@ def test_odd_inputs_are_handled() -> None:
     )
     assert err.retry_after is None and err.message == "Gemini returned an error (RESOURCE_EXHAUSTED)"
     with pytest.raises(StreamError) as info:
-        GeminiStream(CTX).feed(b"data: " + b"x" * (17 * 1024 * 1024))
+        GeminiStream(ChatEncoder(CTX), CTX).feed(b"data: " + b"x" * (17 * 1024 * 1024))
     assert info.value.message.startswith("the Gemini stream could not be decoded")
 
 
 def test_endless_non_sse_data_is_cut_off() -> None:
-    translator = GeminiStream(CTX)
+    translator = GeminiStream(ChatEncoder(CTX), CTX)
     line = b'{"not": "sse", "padding": "' + b"x" * 1000 + b'"\n'
     with pytest.raises(StreamError) as info:
         for _ in range(100):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import proxy.protocols.openai_chat.passthrough as openai_module
 from proxy.config import build
 from proxy.errors import StreamError, UpstreamError
+from proxy.protocols.openai_chat.encode import error_body
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
 from proxy.providers.openai import build_request
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
@@ -240,7 +241,7 @@ def test_upstream_errors_become_openai_errors(status: int, body: bytes, message:
     err = translate_error(status, body)
     assert isinstance(err, UpstreamError)
     assert (err.status, err.message, err.type) == (status, message, etype)
-    assert set(orjson.loads(err.body())["error"]) == {"message", "type", "param", "code"}
+    assert set(orjson.loads(error_body(err))["error"]) == {"message", "type", "param", "code"}
 
 
 def test_frames_after_the_learnt_template_are_still_checked() -> None:

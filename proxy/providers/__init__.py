@@ -1,6 +1,6 @@
 """The registry of wire protocols (``kind`` in the config) and the module of each.
 
-Adding a provider kind is one module exporting ``ADAPTER``, one line here and one fixture folder.
+Adding a provider kind is one module exporting ``PROVIDER``, one line here and one fixture folder.
 Modules load on first use, so a kind costs nothing until a request needs it.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from proxy.providers.base import Adapter
+from proxy.providers.base import Provider
 
-__all__ = ["KINDS", "adapter"]
+__all__ = ["KINDS", "provider_kind"]
 
 _MODULES = {
     "openai": "proxy.providers.openai",
@@ -23,8 +23,8 @@ KINDS = frozenset(_MODULES)
 
 
 @cache
-def adapter(kind: str) -> Adapter:
-    """The adapter of ``kind`` (one of ``KINDS``)."""
+def provider_kind(kind: str) -> Provider:
+    """The ``Provider`` of ``kind`` (one of ``KINDS``)."""
     module = importlib.import_module(_MODULES[kind])
-    result: Adapter = module.ADAPTER
+    result: Provider = module.PROVIDER
     return result

@@ -1,7 +1,39 @@
-"""The ``mock`` kind: the built-in mock model, served in-process (see ``proxy.transport.mock``)."""
+"""The ``mock`` kind: the built-in mock model, served in-process by ``proxy.transport.mock``.
+
+It answers in OpenAI's own chat format, so it takes the OpenAI pass-through like a real
+OpenAI-compatible server.
+"""
 
 from __future__ import annotations
 
-from proxy.transport.mock import ADAPTER
+import orjson
 
-__all__ = ["ADAPTER"]
+from proxy.config import ProviderConfig
+from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
+from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
+
+__all__ = ["PROVIDER", "build_request"]
+
+
+def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
+    headers = {"id": ctx.id, "created": str(ctx.created), "call_id_prefix": ctx.call_id_prefix}
+    return UpstreamRequest(url=f"mock://{model}", headers=headers, body=orjson.dumps({**body, "model": model}))
+
+
+_NO_CONTEXT = StreamContext("", 0, "")  # the whole-body pass-through reads none
+
+
+def _passthrough_response(body: bytes) -> bytes:
+    return translate_response(body, _NO_CONTEXT)
+
+
+PROVIDER = Provider(
+    kind="mock",
+    protocol="openai_chat",
+    build_request=build_request,
+    stream_decoder=None,
+    decode_response=None,
+    translate_error=translate_error,
+    passthrough=PassthroughTranslator,
+    passthrough_response=_passthrough_response,
+)

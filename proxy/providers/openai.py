@@ -6,9 +6,9 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
-from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
+from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
 
-__all__ = ["ADAPTER", "build_request"]
+__all__ = ["PROVIDER", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -22,11 +22,20 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
 
 
-ADAPTER = Adapter(
+_NO_CONTEXT = StreamContext("", 0, "")  # the whole-body pass-through reads none
+
+
+def _passthrough_response(body: bytes) -> bytes:
+    return translate_response(body, _NO_CONTEXT)
+
+
+PROVIDER = Provider(
     kind="openai",
+    protocol="openai_chat",
     build_request=build_request,
-    stream_translator=PassthroughTranslator,
-    translate_response=translate_response,
+    stream_decoder=None,  # an OpenAI chunk decoder for other front doors comes with them
+    decode_response=None,
     translate_error=translate_error,
-    passthrough=True,
+    passthrough=PassthroughTranslator,
+    passthrough_response=_passthrough_response,
 )

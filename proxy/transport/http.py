@@ -11,36 +11,15 @@ import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
 
 import aiohttp
 
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamTimeout, UpstreamUnavailable
-from proxy.providers.base import UpstreamRequest
+from proxy.transport.base import UpstreamRequest, UpstreamResponse
 from proxy.watchdog import Watchdog
 
-__all__ = ["HTTPTransport", "UpstreamResponse"]
-
-
-class UpstreamResponse(Protocol):
-    status: int
-    headers: Mapping[str, str]
-
-    @property
-    def received(self) -> int:
-        """Body bytes received so far (read or not): the watchdog's measure of progress."""
-        ...
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, one item per network read."""
-        ...
-
-    async def read(self) -> bytes: ...
-
-    def close(self) -> None:
-        """Drop the connection (a provider stops generating when its socket closes)."""
-        ...
+__all__ = ["HTTPTransport", "UpstreamResponse", "describe", "parse_retry_after", "read_body"]
 
 
 class _HTTPResponse:

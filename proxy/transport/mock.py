@@ -22,19 +22,16 @@ from typing import Any
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.protocols.openai_chat import passthrough as openai
-from proxy.protocols.openai_chat.encode import DONE, ChunkWriter, completion_body, usage_dict
-from proxy.providers.base import Adapter, JSONBody, StreamContext, UpstreamRequest
+from proxy.protocols.openai_chat.encode import DONE, ChatEncoder, usage_dict
+from proxy.protocols.stream import StreamContext, Usage
+from proxy.transport.base import UpstreamRequest
 
-__all__ = ["ADAPTER"]
+JSONBody = dict[str, Any]
+
+__all__ = ["MockResponse", "MockTransport"]
 
 DEFAULT_TEXT = "Hello from the sse-proxy mock provider. Ask for a real model as provider/model."
 _WORDS = re.compile(r"\s*\S+")
-
-
-def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
-    notes = {"id": ctx.id, "created": ctx.created, "call_id_prefix": ctx.call_id_prefix}
-    return UpstreamRequest(url=f"mock://{model}", headers={}, body=orjson.dumps({**body, "model": model}), notes=notes)
 
 
 def _last_user_text(messages: Any) -> str | None:
@@ -97,14 +94,15 @@ class MockResponse:
         self.model = str(self.body.get("model", ""))
         self.options = provider.options
         self.ctx = StreamContext(
-            id=str(req.notes.get("id", "chatcmpl-mock")),
-            created=int(req.notes.get("created", 0)),
+            id=str(req.headers.get("id", "chatcmpl-mock")),
+            created=int(req.headers.get("created", 0)),
             model=self.model,
             include_usage=bool((self.body.get("stream_options") or {}).get("include_usage")),
             legacy_functions=bool(self.body.get("functions")) and not self.body.get("tools"),
-            call_id_prefix=str(req.notes.get("call_id_prefix", "mock")),
+            call_id_prefix=str(req.headers.get("call_id_prefix", "mock")),
         )
-        self.headers: Mapping[str, str] = {"Content-Type": "application/json"}
+        stream = self.body.get("stream") is True
+        self.headers: Mapping[str, str] = {"Content-Type": "text/event-stream" if stream else "application/json"}
         self.status = 200
         match = re.fullmatch(r"fail-(\d{3})", self.model)
         if match:
@@ -128,7 +126,7 @@ class MockResponse:
             call = {"id": f"call_{self.ctx.call_id_prefix}_0", "type": "function"}
             message["tool_calls"] = [{**call, "function": {"name": plan.tool[0], "arguments": plan.tool[1]}}]
             reason = "tool_calls"
-        usage = usage_dict(plan.prompt_tokens, plan.completion_tokens)
+        usage = usage_dict(Usage(plan.prompt_tokens, plan.completion_tokens))
         return completion_body(self.ctx, message, reason, usage)
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -146,20 +144,20 @@ class MockResponse:
 
     def _frames(self) -> list[bytes]:
         plan = _Plan(self.body, self.options)
-        writer = ChunkWriter(self.ctx)
+        writer = ChatEncoder(self.ctx)
         frames: list[bytes] = []
         if plan.tool is None:
-            frames += [writer.content(word) for word in plan.words]
+            frames += [writer.text(word) for word in plan.words]
         else:
             name, arguments = plan.tool
-            index, head = writer.tool_call_start(f"call_{self.ctx.call_id_prefix}_0", name)
+            index, head = 0, writer.tool_call_start(f"call_{self.ctx.call_id_prefix}_0", name)
             frames.append(head)
             frames += [writer.tool_call_arguments(index, arguments[i : i + 8]) for i in range(0, len(arguments), 8)]
         if self.model == "fail-mid":
             error = {"error": {"message": "mock failure mid-stream", "type": "mock_error", "param": None, "code": None}}
             return [*frames[:2], b"data: " + orjson.dumps(error) + b"\n\n"]
         frames.append(writer.finish("stop"))
-        frames.append(writer.usage(usage_dict(plan.prompt_tokens, plan.completion_tokens)))
+        frames.append(writer.usage(Usage(plan.prompt_tokens, plan.completion_tokens)))
         if self.model != "truncate":
             frames.append(DONE)
         return [f for f in frames if f]
@@ -168,16 +166,20 @@ class MockResponse:
         self._closed = True
 
 
-async def open_local(req: UpstreamRequest, provider: ProviderConfig) -> MockResponse:
-    return MockResponse(req, provider)
+class MockTransport:
+    """The mock model as an in-process transport for ``mock://<model>`` requests."""
+
+    async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> MockResponse:
+        return MockResponse(req, provider)
 
 
-ADAPTER = Adapter(
-    kind="mock",
-    build_request=build_request,
-    stream_translator=openai.PassthroughTranslator,
-    translate_response=openai.translate_response,
-    translate_error=openai.translate_error,
-    passthrough=True,
-    open_local=open_local,
-)
+def completion_body(ctx: StreamContext, message: JSONBody, reason: str, usage: JSONBody) -> bytes:
+    body = {
+        "id": ctx.id,
+        "object": "chat.completion",
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reason}],
+        "usage": usage,
+    }
+    return orjson.dumps(body)

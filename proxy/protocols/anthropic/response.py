@@ -1,26 +1,20 @@
-"""A whole Anthropic message -> the completion (see the package docstring)."""
+"""A whole Anthropic ``message`` -> a neutral ``Completion`` (see the package docstring)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
 from proxy.errors import UpstreamError
-from proxy.protocols.anthropic.wire import (
-    JSON_TOOL,
-    _error_from,
-    _finish_reason,
-    _refusal_text,
-    _Usage,
-)
-from proxy.protocols.openai_chat.encode import completion_body
-from proxy.providers.base import JSONBody, StreamContext
+from proxy.protocols.anthropic.wire import JSON_TOOL, _error_from, _finish_reason, _refusal_text, _Usage
+from proxy.protocols.stream import Completion, StreamContext, ToolCall
 
-# --------------------------------------------------------------------------------------------
-# Non-stream response and errors
+__all__ = ["decode_response"]
 
 
-def translate_response(body: bytes, ctx: StreamContext) -> bytes:
-    """An Anthropic ``message`` body as an OpenAI ``chat.completion`` body."""
+def decode_response(body: bytes, ctx: StreamContext) -> Completion:
+    """An Anthropic ``message`` body as a ``Completion`` (the json_schema answer tool's input as text)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -31,52 +25,36 @@ def translate_response(body: bytes, ctx: StreamContext) -> bytes:
         raise _error_from(data.get("error"), UpstreamError, default_status=502)
     texts: list[str] = []
     reasoning: list[str] = []
-    thinking_blocks: list[JSONBody] = []
-    calls: list[JSONBody] = []
+    result = Completion()
     for block in data.get("content") or ():
-        if not isinstance(block, dict):
-            continue
-        btype = block.get("type")
-        if btype == "text":
-            texts.append(str(block.get("text") or ""))
-        elif btype == "thinking":
-            thinking = str(block.get("thinking") or "")
-            reasoning.append(thinking)
-            thinking_blocks.append(
-                {"type": "thinking", "thinking": thinking, "signature": str(block.get("signature") or "")}
-            )
-        elif btype == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": str(block.get("data") or "")})
-        elif btype == "tool_use":
-            arguments = orjson.dumps(block.get("input") or {}).decode()
-            if block.get("name") == JSON_TOOL:
-                texts.append(arguments)
-            else:
-                calls.append(
-                    {
-                        "id": str(block.get("id") or ""),
-                        "type": "function",
-                        "function": {"name": str(block.get("name") or ""), "arguments": arguments},
-                    }
-                )
+        if isinstance(block, dict):
+            _block(block, texts, reasoning, result)
     stop = data.get("stop_reason")
-    message: JSONBody = {
-        "role": "assistant",
-        "content": "".join(texts) if texts else None,
-        "refusal": _refusal_text(data.get("stop_details")) if stop == "refusal" else None,
-    }
-    finish = _finish_reason(stop, len(calls))
-    if calls and finish == "stop":
-        finish = "tool_calls"
-    if calls and ctx.legacy_functions:
-        message["function_call"] = calls[0]["function"]
-        finish = "function_call" if finish == "tool_calls" else finish
-    elif calls:
-        message["tool_calls"] = calls
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if thinking_blocks:
-        message["thinking_blocks"] = thinking_blocks
+    result.text = "".join(texts) if texts else None
+    result.reasoning = "".join(reasoning) if reasoning else None
+    result.refusal = _refusal_text(data.get("stop_details")) if stop == "refusal" else None
+    result.finish = _finish_reason(stop, len(result.tool_calls))
     usage = _Usage()
     usage.update(data.get("usage"))
-    return completion_body(ctx, message, finish, usage.openai())
+    result.usage = usage.neutral()
+    return result
+
+
+def _block(block: dict[str, Any], texts: list[str], reasoning: list[str], result: Completion) -> None:
+    btype = block.get("type")
+    if btype == "text":
+        texts.append(str(block.get("text") or ""))
+    elif btype == "thinking":
+        thinking = str(block.get("thinking") or "")
+        reasoning.append(thinking)
+        result.thinking_blocks.append(
+            {"type": "thinking", "thinking": thinking, "signature": str(block.get("signature") or "")}
+        )
+    elif btype == "redacted_thinking":
+        result.thinking_blocks.append({"type": "redacted_thinking", "data": str(block.get("data") or "")})
+    elif btype == "tool_use":
+        arguments = orjson.dumps(block.get("input") or {}).decode()
+        if block.get("name") == JSON_TOOL:
+            texts.append(arguments)
+        else:
+            result.tool_calls.append(ToolCall(str(block.get("id") or ""), str(block.get("name") or ""), arguments))

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 
-from proxy.config import ProviderConfig
 from proxy.errors import StreamError
 from proxy.protocols.anthropic.wire import (
     JSON_TOOL,
@@ -17,12 +16,10 @@ from proxy.protocols.anthropic.wire import (
     _refusal_text,
     _Usage,
 )
-from proxy.protocols.openai_chat.encode import DONE, ChunkWriter
-from proxy.providers.base import JSONBody, StreamContext
+from proxy.protocols.stream import StreamEncoder, Usage
 from proxy.wire.sse import Event, SSEDecoder, SSEError
 
-# --------------------------------------------------------------------------------------------
-# Stream
+JSONBody = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -30,24 +27,24 @@ class _Block:
     """What the stream knows of one open Anthropic content block."""
 
     kind: str  # "text" | "thinking" | "tool" | "json" (the json_schema answer) | "other"
-    index: int = -1  # the OpenAI tool-call index of a "tool" block
+    index: int = -1  # the stream's tool-call index of a "tool" block
     args: bool = False  # an arguments fragment has been sent
     thinking: list[str] = field(default_factory=list)
 
 
 class AnthropicStream:
-    """Anthropic Messages SSE in, OpenAI ``chat.completion.chunk`` frames out (sans-IO)."""
+    """Anthropic Messages SSE in, calls on a ``StreamEncoder`` out (sans-IO)."""
 
-    __slots__ = ("_blocks", "_decoder", "_stop", "_thinking_blocks", "_usage", "_writer", "done")
+    __slots__ = ("_blocks", "_decoder", "_enc", "_stop", "_usage", "done", "usage")
 
-    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
-        self._writer = ChunkWriter(ctx)
+    def __init__(self, encoder: StreamEncoder) -> None:
+        self._enc = encoder
         self._decoder = SSEDecoder()
         self._blocks: dict[Any, _Block] = {}
         self._usage = _Usage()
         self._stop: Any = None
-        self._thinking_blocks = 0
         self.done = False
+        self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
@@ -109,17 +106,18 @@ class AnthropicStream:
         if btype == "text":
             self._blocks[index] = _Block("text")
             text = block.get("text")
-            return self._writer.content(text) if isinstance(text, str) and text else b""
+            return self._enc.text(text) if isinstance(text, str) and text else b""
         if btype == "thinking":
             state = self._blocks[index] = _Block("thinking")
             text = block.get("thinking")
             if isinstance(text, str) and text:
                 state.thinking.append(text)
-                return self._writer.reasoning(text)
+                return self._enc.reasoning(text)
             return b""
         if btype == "redacted_thinking":
             self._blocks[index] = _Block("other")
-            return self._thinking_block({"type": "redacted_thinking", "data": block.get("data", "")})
+            redacted = block.get("data")
+            return self._enc.redacted_thinking(redacted if isinstance(redacted, str) else "")
         if btype == "tool_use":
             return self._tool_start(index, block)
         self._blocks[index] = _Block("other")  # server tools, their results, future types
@@ -131,7 +129,8 @@ class AnthropicStream:
         if name == JSON_TOOL:
             state = self._blocks[index] = _Block("json")
         else:
-            call, frame = self._writer.tool_call_start(str(block.get("id") or ""), name)
+            call = self._enc.tool_calls
+            frame = self._enc.tool_call_start(str(block.get("id") or ""), name)
             state = self._blocks[index] = _Block("tool", call)
         initial = block.get("input")
         if isinstance(initial, dict) and initial:  # streams send {}; anything else is sent whole
@@ -141,13 +140,8 @@ class AnthropicStream:
     def _arguments(self, state: _Block, fragment: str) -> bytes:
         state.args = True
         if state.kind == "json":
-            return self._writer.content(fragment)
-        return self._writer.tool_call_arguments(state.index, fragment)
-
-    def _thinking_block(self, block: JSONBody) -> bytes:
-        entry = {**block, "index": self._thinking_blocks}
-        self._thinking_blocks += 1
-        return self._writer.delta({"thinking_blocks": [entry]})
+            return self._enc.text(fragment)
+        return self._enc.tool_call_arguments(state.index, fragment)
 
     def _block_delta(self, data: JSONBody) -> bytes:
         delta = data.get("delta")
@@ -157,7 +151,7 @@ class AnthropicStream:
         state = self._blocks.get(data.get("index"))
         if dtype == "text_delta":
             text = delta.get("text")
-            return self._writer.content(text) if isinstance(text, str) and text else b""
+            return self._enc.text(text) if isinstance(text, str) and text else b""
         if dtype == "input_json_delta":
             fragment = delta.get("partial_json")
             if state is None or state.kind not in ("tool", "json") or not isinstance(fragment, str):
@@ -169,13 +163,13 @@ class AnthropicStream:
                 return b""
             if state is not None:
                 state.thinking.append(text)
-            return self._writer.reasoning(text)
+            return self._enc.reasoning(text)
         if dtype == "signature_delta":
             signature = delta.get("signature")
             if not isinstance(signature, str):
                 return b""
             thinking = "".join(state.thinking) if state is not None else ""
-            return self._thinking_block({"type": "thinking", "thinking": thinking, "signature": signature})
+            return self._enc.thinking_block(thinking, signature)
         return b""  # citations and future delta types
 
     def _block_stop(self, data: JSONBody) -> bytes:
@@ -191,12 +185,13 @@ class AnthropicStream:
             return b""
         self._stop = delta["stop_reason"]
         refusal = _refusal_text(delta.get("stop_details")) if self._stop == "refusal" else None
-        return self._writer.refusal(refusal) if refusal else b""
+        return self._enc.refusal(refusal) if refusal else b""
 
     def _message_stop(self, data: JSONBody) -> bytes:
         self.done = True
-        reason = _finish_reason(self._stop, self._writer.tool_calls)
-        return self._writer.finish(reason) + self._writer.usage(self._usage.openai()) + DONE
+        reason = _finish_reason(self._stop, self._enc.tool_calls)
+        self.usage = self._usage.neutral()
+        return self._enc.finish(reason) + self._enc.usage(self.usage) + self._enc.end()
 
     def _error(self, data: JSONBody) -> bytes:
         raise _error_from(data.get("error"), StreamError, default_status=502)

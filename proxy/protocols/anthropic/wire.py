@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 
 from proxy.errors import ProxyError, UpstreamError, error_type
-from proxy.protocols.openai_chat.encode import usage_dict
-from proxy.providers.base import JSONBody
+from proxy.protocols.stream import FinishReason, Usage
+
+JSONBody = dict[str, Any]
 
 
 def _is_int(value: Any) -> bool:
@@ -22,7 +23,7 @@ DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024
 EFFORT_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 JSON_TOOL = "_proxy_json_response"
-_FINISH = {
+_FINISH: Mapping[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -69,13 +70,20 @@ class _Usage:
         if isinstance(details, dict) and _is_int(details.get("thinking_tokens")):
             self.thinking_tokens = details["thinking_tokens"]
 
-    def openai(self) -> JSONBody:
+    def neutral(self) -> Usage:
+        """Cached and cache-writing tokens are part of the prompt in the neutral count."""
         prompt = self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
-        return usage_dict(prompt, self.output_tokens, self.cache_read_input_tokens, self.thinking_tokens)
+        return Usage(
+            input_tokens=prompt,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cache_read_input_tokens,
+            cache_creation_tokens=self.cache_creation_input_tokens,
+            reasoning_tokens=self.thinking_tokens,
+        )
 
 
-def _finish_reason(stop_reason: Any, tool_calls: int) -> str:
-    reason = _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
+def _finish_reason(stop_reason: Any, tool_calls: int) -> FinishReason:
+    reason: FinishReason = _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
     if reason == "tool_calls" and not tool_calls:
         return "stop"  # only the json_schema answer tool (or a server tool) was used
     return reason

@@ -1,6 +1,8 @@
-"""A whole Gemini GenerateContentResponse -> the completion (see the package docstring)."""
+"""A whole Gemini ``GenerateContentResponse`` -> a neutral ``Completion`` (see the package docstring)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
@@ -11,22 +13,19 @@ from proxy.protocols.gemini.wire import (
     _call_fields,
     _error_from,
     _error_object,
-    _extra,
     _finish_reason,
     _first_candidate,
     _part_signature,
     _parts_of,
     _usage,
 )
-from proxy.protocols.openai_chat.encode import completion_body
-from proxy.providers.base import JSONBody, StreamContext
+from proxy.protocols.stream import Completion, StreamContext, ToolCall
 
-# --------------------------------------------------------------------------------------------
-# Non-stream response and errors
+__all__ = ["decode_response"]
 
 
-def translate_response(body: bytes, ctx: StreamContext) -> bytes:
-    """A Gemini ``GenerateContentResponse`` body as an OpenAI ``chat.completion`` body."""
+def decode_response(body: bytes, ctx: StreamContext) -> Completion:
+    """A Gemini ``GenerateContentResponse`` body as a ``Completion``."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -42,21 +41,18 @@ def translate_response(body: bytes, ctx: StreamContext) -> bytes:
         block = _block_reason(data)
         if block is None:
             raise UpstreamError("Gemini returned no candidates", status=502)
-        message: JSONBody = {"role": "assistant", "content": None, "refusal": _block_message(block)}
-        return completion_body(ctx, message, "content_filter", usage)
-    message, calls = _message(candidate, ctx)
-    finish = _finish_reason(candidate, UpstreamError) or "stop"
-    if calls and finish == "stop":
-        finish = "function_call" if ctx.legacy_functions else "tool_calls"
-    return completion_body(ctx, message, finish, usage)
+        return Completion(refusal=_block_message(block), finish="content_filter", usage=usage)
+    result = _completion(candidate, ctx)
+    result.finish = _finish_reason(candidate, UpstreamError) or "stop"
+    result.usage = usage
+    return result
 
 
-def _message(candidate: JSONBody, ctx: StreamContext) -> tuple[JSONBody, int]:
-    """The assistant message of a candidate, and how many tool calls it holds."""
+def _completion(candidate: dict[str, Any], ctx: StreamContext) -> Completion:
+    """The answer of a candidate: texts, thoughts, whole calls and their signatures."""
     texts: list[str] = []
     reasoning: list[str] = []
-    calls: list[JSONBody] = []
-    text_signature: str | None = None
+    result = Completion()
     for part in _parts_of(candidate):
         if not isinstance(part, dict):
             continue
@@ -67,24 +63,13 @@ def _message(candidate: JSONBody, ctx: StreamContext) -> tuple[JSONBody, int]:
                 name, arguments, call_id = _call_fields(call)
             except ValueError as exc:
                 raise UpstreamError(f"Gemini returned {exc}", status=502) from None
-            entry: JSONBody = {
-                "id": call_id or f"call_{ctx.call_id_prefix}_{len(calls)}",
-                "type": "function",
-                "function": {"name": name, "arguments": arguments},
-            }
-            calls.append({**entry, **_extra(signature)} if signature else entry)
+            call_id = call_id or f"call_{ctx.call_id_prefix}_{len(result.tool_calls)}"
+            result.tool_calls.append(ToolCall(call_id, name, arguments, signature))
             continue
         text = part.get("text")
         if isinstance(text, str):
             (reasoning if part.get("thought") is True else texts).append(text)
-            text_signature = signature or text_signature
-    message: JSONBody = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
-    if calls and ctx.legacy_functions:
-        message["function_call"] = calls[0]["function"]
-    elif calls:
-        message["tool_calls"] = calls
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if text_signature:
-        message.update(_extra(text_signature))
-    return message, len(calls)
+            result.text_signature = signature or result.text_signature
+    result.text = "".join(texts) if texts else None
+    result.reasoning = "".join(reasoning) if reasoning else None
+    return result

@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 
-from proxy.config import ProviderConfig
 from proxy.errors import StreamError
 from proxy.protocols.gemini.wire import (
     _block_message,
@@ -15,15 +14,13 @@ from proxy.protocols.gemini.wire import (
     _call_fields,
     _error_from,
     _error_object,
-    _extra,
     _finish_reason,
     _first_candidate,
     _part_signature,
     _parts_of,
     _usage,
 )
-from proxy.protocols.openai_chat.encode import DONE, ChunkWriter
-from proxy.providers.base import JSONBody, StreamContext
+from proxy.protocols.stream import StreamContext, StreamEncoder, Usage
 from proxy.wire.sse import Event, SSEDecoder, SSEError
 
 # --------------------------------------------------------------------------------------------
@@ -73,17 +70,18 @@ class _Decoder(SSEDecoder):
 
 
 class GeminiStream:
-    """Gemini ``streamGenerateContent?alt=sse`` in, OpenAI ``chat.completion.chunk`` frames out (sans-IO)."""
+    """Gemini ``streamGenerateContent?alt=sse`` in, calls on a ``StreamEncoder`` out (sans-IO)."""
 
-    __slots__ = ("_ctx", "_decoder", "_finished", "_usage", "_writer", "done")
+    __slots__ = ("_call_prefix", "_decoder", "_enc", "_finished", "_meta", "done", "usage")
 
-    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
-        self._ctx = ctx
-        self._writer = ChunkWriter(ctx)
+    def __init__(self, encoder: StreamEncoder, ctx: StreamContext) -> None:
+        self._enc = encoder
+        self._call_prefix = ctx.call_id_prefix
         self._decoder = _Decoder()
-        self._usage: Any = None  # the last usageMetadata seen
+        self._meta: Any = None  # the last usageMetadata seen
         self._finished = False  # a finishReason (or a prompt block) has been translated
         self.done = False
+        self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
@@ -112,7 +110,8 @@ class GeminiStream:
         if not self._finished:
             raise StreamError("the Gemini stream was truncated: it ended before a finishReason", output=out)
         self.done = True
-        return out + self._writer.usage(_usage(self._usage)) + DONE
+        self.usage = _usage(self._meta)
+        return out + self._enc.usage(self.usage) + self._enc.end()
 
     def _raw_error(self, output: bytes) -> StreamError:
         err = _error_object(self._decoder.raw_value)
@@ -147,7 +146,7 @@ class GeminiStream:
         if not isinstance(data, dict):
             raise StreamError("the Gemini stream sent an event that is not a JSON object")
         if data.get("usageMetadata") is not None:
-            self._usage = data["usageMetadata"]
+            self._meta = data["usageMetadata"]
         if self._finished:
             return b""  # after the finish only usage matters
         candidate = _first_candidate(data)
@@ -156,7 +155,7 @@ class GeminiStream:
             if block is None:
                 return b""
             self._finished = True
-            return self._writer.refusal(_block_message(block)) + self._writer.finish("content_filter")
+            return self._enc.refusal(_block_message(block)) + self._enc.finish("content_filter")
         frames: list[bytes] = []
         try:
             for part in _parts_of(candidate):
@@ -168,27 +167,24 @@ class GeminiStream:
             raise
         if reason is not None:
             self._finished = True
-            frames.append(self._writer.finish(reason))
+            frames.append(self._enc.finish(reason))
         return b"".join(frames)
 
-    def _part(self, part: JSONBody) -> bytes:
+    def _part(self, part: dict[str, Any]) -> bytes:
         signature = _part_signature(part)
-        extra = _extra(signature) if signature else {}
         call = part.get("functionCall")
         if isinstance(call, dict):
             try:
                 name, arguments, call_id = _call_fields(call)
             except ValueError as exc:
                 raise StreamError(f"the Gemini stream sent {exc}") from None
-            index = self._writer.tool_calls
-            _, frame = self._writer.tool_call_start(
-                call_id or f"call_{self._ctx.call_id_prefix}_{index}", name, arguments, extra or None
-            )
-            return frame
+            call_id = call_id or f"call_{self._call_prefix}_{self._enc.tool_calls}"
+            return self._enc.tool_call_start(call_id, name, arguments, signature)
         text = part.get("text")
         if not isinstance(text, str):
             return b""  # inline images, code execution and future part kinds have no OpenAI form
         if text:
-            key = "reasoning_content" if part.get("thought") is True else "content"
-            return self._writer.delta({key: text, **extra})
-        return self._writer.delta(extra) if extra else b""
+            if part.get("thought") is True:
+                return self._enc.reasoning(text, signature)
+            return self._enc.text(text, signature)
+        return self._enc.signature(signature) if signature else b""

@@ -8,8 +8,9 @@ from typing import Any
 import orjson
 
 from proxy.errors import ProxyError, UpstreamError, error_type
-from proxy.protocols.openai_chat.encode import usage_dict
-from proxy.providers.base import JSONBody
+from proxy.protocols.stream import FinishReason, Usage
+
+JSONBody = dict[str, Any]
 
 
 def _is_int(value: Any) -> bool:
@@ -19,7 +20,7 @@ def _is_int(value: Any) -> bool:
 API_VERSION = "v1beta"
 EFFORT_BUDGETS: Mapping[str, int] = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576}
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_FINISH: Mapping[str, str] = {
+_FINISH: Mapping[str, FinishReason] = {
     "STOP": "stop",
     "FINISH_REASON_UNSPECIFIED": "stop",
     "MAX_TOKENS": "length",
@@ -63,13 +64,13 @@ def _int(value: Any) -> int:
     return value if _is_int(value) else 0
 
 
-def _usage(meta: Any) -> JSONBody:
-    """OpenAI usage from Gemini's ``usageMetadata`` (running totals: pass the last one)."""
+def _usage(meta: Any) -> Usage:
+    """Usage from Gemini's ``usageMetadata`` (running totals: pass the last one)."""
     m = meta if isinstance(meta, dict) else {}
     thoughts = _int(m.get("thoughtsTokenCount"))
     prompt = _int(m.get("promptTokenCount")) + _int(m.get("toolUsePromptTokenCount"))
     completion = _int(m.get("candidatesTokenCount")) + thoughts
-    return usage_dict(prompt, completion, _int(m.get("cachedContentTokenCount")), thoughts)
+    return Usage(prompt, completion, cached_tokens=_int(m.get("cachedContentTokenCount")), reasoning_tokens=thoughts)
 
 
 def _first_candidate(data: JSONBody) -> JSONBody | None:
@@ -101,10 +102,6 @@ def _part_signature(part: JSONBody) -> str | None:
     return signature if isinstance(signature, str) and signature else None
 
 
-def _extra(signature: str) -> JSONBody:
-    return {"extra_content": {"google": {"thought_signature": signature}}}
-
-
 def _call_fields(call: JSONBody) -> tuple[str, str, str | None]:
     """(name, serialised arguments, Gemini's own call id) of a whole ``functionCall``."""
     name = call.get("name")
@@ -116,8 +113,8 @@ def _call_fields(call: JSONBody) -> tuple[str, str, str | None]:
     return name, arguments, call_id if isinstance(call_id, str) and call_id else None
 
 
-def _finish_reason(candidate: JSONBody, cls: type[ProxyError]) -> str | None:
-    """The OpenAI finish reason of a candidate (``None`` while it is not finished).
+def _finish_reason(candidate: JSONBody, cls: type[ProxyError]) -> FinishReason | None:
+    """The finish reason of a candidate (``None`` while it is not finished).
 
     Raises ``cls`` for the finish reasons that leave nothing usable.
     """

@@ -24,7 +24,8 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamError, error_type
-from proxy.providers.base import JSONBody, StreamContext
+from proxy.protocols.stream import StreamContext, Usage
+from proxy.providers.base import JSONBody
 from proxy.wire.sse import SSEDecoder, SSEError
 
 __all__ = ["PassthroughTranslator", "translate_error", "translate_response"]
@@ -69,7 +70,7 @@ class PassthroughTranslator:
     ``"error"`` goes the normalising way, so a mid-stream error still ends the stream.
     """
 
-    __slots__ = ("_buf", "_decoder", "_end", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done")
+    __slots__ = ("_buf", "_decoder", "_end", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done", "usage")
 
     def __init__(self, ctx: StreamContext | None = None, provider: ProviderConfig | None = None) -> None:
         self._exact = provider is not None and provider.options.get("normalise") is False
@@ -88,6 +89,7 @@ class PassthroughTranslator:
         self._end = b""
         self._quotes = 0  # quotes in prefix + suffix + end
         self.done = False
+        self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         # Fast path: a read made only of whole content frames shaped like the stream's earlier

@@ -1,0 +1,276 @@
+"""The front-door-agnostic pipeline: route -> attempt -> relay (stream) or whole body.
+
+Every endpoint that calls a model goes through here. ``endpoint(door, handler)`` wraps a front
+door's handler: it opens the request's ``RequestRecord``, renders a ``ProxyError`` in the door's
+error shape, and emits the record once at the end, whatever happened. ``run`` asks the router
+for the attempts, and for each builds the provider request, opens it on the transport, and
+hands the response to the relay with a decoder: the provider's pass-through when it speaks the
+door's wire format, else its stream decoder feeding the door's encoder. An attempt that fails
+before anything reached the client is recorded against the model's health and the next one is
+tried; a failure after that is reported by the relay as the door's error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.config import Config, ProviderConfig
+from proxy.errors import ProxyError, StreamError, UnsupportedByProvider, UpstreamError, UpstreamTimeout
+from proxy.frontdoors.base import FrontDoor
+from proxy.observability.record import Outcome, Records, RequestRecord
+from proxy.protocols.stream import StreamContext, StreamDecoder, Usage
+from proxy.providers import provider_kind
+from proxy.providers.base import JSONBody, Provider
+from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
+from proxy.routing import Router, Target
+from proxy.transport import Transport
+from proxy.transport.http import UpstreamResponse, parse_retry_after, read_body
+
+__all__ = ["STATE", "Call", "State", "endpoint", "new_request_id", "run"]
+
+log = logging.getLogger("proxy")
+
+_BODY_HEAD = 300  # bytes of an unexpected body quoted in an error message
+
+
+@dataclass(slots=True)
+class State:
+    config: Config
+    router: Router
+    transport: Transport
+    records: Records = field(default_factory=Records)
+
+
+STATE = web.AppKey("state", State)
+
+
+def new_request_id() -> str:
+    return f"{random.getrandbits(96):024x}"  # no system call; reseeded in forked workers
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request in the pipeline: its front door, record and stream context."""
+
+    door: FrontDoor
+    record: RequestRecord
+    ctx: StreamContext = field(default_factory=lambda: StreamContext("", 0, ""))
+
+
+Handler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
+
+
+def endpoint(door: FrontDoor, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler around a front door's ``handler``: record, error shape, emission."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        loop = state.transport.watchdog.loop()
+        record = RequestRecord(new_request_id(), door.name, loop.time())
+        try:
+            response = await handler(request, Call(door, record))
+        except ProxyError as err:
+            _failed(record, err)
+            headers = {"X-Request-Id": record.id}
+            if err.retry_after is not None:
+                headers["Retry-After"] = str(max(1, round(err.retry_after)))
+            return web.Response(
+                body=door.error_body(err), status=err.status, content_type="application/json", headers=headers
+            )
+        except (ClientDisconnected, asyncio.CancelledError):
+            record.outcome, record.status = "client_disconnect", 499
+            raise
+        except BaseException:
+            record.outcome, record.status = "upstream_error", 500
+            raise
+        else:
+            record.status = response.status
+            late = response.get(FAILED_AFTER_START)
+            if late is not None:
+                _failed(record, late, status=response.status)
+            elif response.status == 499:
+                record.outcome = "client_disconnect"
+            return response
+        finally:
+            record.ended = loop.time()
+            state.records.emit(record)
+
+    return serve
+
+
+def _failed(record: RequestRecord, err: ProxyError, status: int | None = None) -> None:
+    record.status = err.status if status is None else status
+    record.outcome = _outcome(err)
+    record.error = err.message
+
+
+def _outcome(err: ProxyError) -> Outcome:
+    if isinstance(err, UpstreamTimeout) or err.type == "timeout_error":
+        return "timeout"
+    if isinstance(err, UpstreamError | StreamError) or err.status in (502, 503):
+        return "upstream_error"
+    return "rejected"
+
+
+async def run(request: web.Request, call: Call, body: JSONBody, stream: bool) -> web.StreamResponse:
+    """Try the models the router offers for ``body["model"]`` until one answers."""
+    state = request.app[STATE]
+    record = call.record
+    record.model, record.stream = str(body.get("model", "")), stream
+    attempts = state.router.attempts(body)
+    while True:
+        target = await attempts.next()  # raises the last error when no attempt is left
+        record.target, record.provider, record.attempts = target.label, target.provider.name, attempts.count
+        headers = {"X-Request-Id": record.id, "X-Proxy-Model": target.label, "X-Proxy-Attempts": str(attempts.count)}
+        try:
+            response = await _attempt(request, state, call, target, body, stream, headers)
+        except ProxyError as err:
+            log.info("%s %s attempt %d failed: %s", record.id, target.label, attempts.count, err.message)
+            attempts.failed(target, err)  # raises at once for a client mistake
+            continue
+        except ClientDisconnected as gone:
+            log.info("%s %s: client disconnected", record.id, target.label)
+            return gone.response or web.Response(status=499)
+        late = response.get(FAILED_AFTER_START)
+        if late is None:
+            attempts.succeeded(target)
+        else:  # too late to fall back, but the model failed: it counts against its health
+            state.router.record(target, late)
+        return response
+
+
+async def _attempt(
+    request: web.Request,
+    state: State,
+    call: Call,
+    target: Target,
+    body: JSONBody,
+    stream: bool,
+    headers: Mapping[str, str],
+) -> web.StreamResponse:
+    """One try at one provider model; raises ProxyError if it failed before the first byte."""
+    config = target.provider
+    kind = provider_kind(config.kind)
+    door = call.door
+    ctx = call.ctx = _with_model(call.ctx, target.model)
+    upstream_request = kind.build_request(body, target.model, config, ctx)
+    upstream = await state.transport.open(upstream_request, config)
+    try:
+        if upstream.status >= 400:
+            err = kind.translate_error(upstream.status, await read_body(upstream, config))
+            retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
+            if retry_after is not None:  # else keep what the provider said in its error body
+                err.retry_after = retry_after
+            raise err
+        if stream:
+            await _check_stream(upstream, config)
+            decoder = _decoder(kind, door, ctx, config)
+            response = await relay_stream(
+                request,
+                upstream,
+                decoder,
+                config,
+                {**SSE_HEADERS, **headers},
+                state.transport.watchdog,
+                state.config.server.keepalive_s,
+                door,
+                call.record,
+            )
+            call.record.usage = decoder.usage
+            return response
+        data = await read_body(upstream, config)
+        if door.protocol == kind.protocol and kind.passthrough_response is not None:
+            out = kind.passthrough_response(data)
+            call.record.usage = _openai_usage(out)
+        elif kind.decode_response is not None:
+            completion = kind.decode_response(data, ctx)
+            call.record.usage = completion.usage
+            out = door.encode_completion(completion, ctx)
+        else:
+            raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot answer the {door.name} API yet")
+        call.record.first_byte_at = state.transport.watchdog.loop().time()
+        call.record.bytes_out = len(out)
+        return web.Response(body=out, content_type="application/json", headers=headers)
+    finally:
+        upstream.close()
+
+
+def _with_model(ctx: StreamContext, model: str) -> StreamContext:
+    return StreamContext(ctx.id, ctx.created, model, ctx.include_usage, ctx.legacy_functions, ctx.call_id_prefix)
+
+
+def _decoder(kind: Provider, door: FrontDoor, ctx: StreamContext, config: ProviderConfig) -> StreamDecoder:
+    if door.protocol == kind.protocol and kind.passthrough is not None:
+        return kind.passthrough(ctx, config)
+    if kind.stream_decoder is None:
+        raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot stream to the {door.name} API yet")
+    return kind.stream_decoder(door.encoder(ctx), ctx, config)
+
+
+async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> None:
+    """A 2xx answer to a stream request must be an event stream: an HTML page or a JSON body
+    is reported as what it is, before anything is committed (so a fallback can still move on)."""
+    content_type = upstream.headers.get("Content-Type", "")
+    if content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
+        return
+    head = b""
+    try:
+        async with asyncio.timeout(min(5.0, config.first_byte_timeout_s)):
+            async for chunk in upstream.chunks():
+                head += chunk
+                if len(head) >= _BODY_HEAD:
+                    break
+    except (TimeoutError, OSError, ValueError):
+        pass
+    text = _scrub(head[:_BODY_HEAD].decode("utf-8", "replace"), config).strip()
+    raise UpstreamError(
+        f"provider '{config.name}' answered a stream request with HTTP {upstream.status} and "
+        f"Content-Type {content_type or 'none'!r}, not an event stream" + (f": {text}" if text else ""),
+        status=502,
+        type="upstream_error",
+    )
+
+
+def _scrub(text: str, config: ProviderConfig) -> str:
+    for key in config.api_keys:
+        if key:
+            text = text.replace(key, "[redacted]")
+    return text
+
+
+def _openai_usage(body: bytes) -> Usage | None:
+    """The usage of a whole OpenAI chat body (non-stream answers only: never per chunk)."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return openai_usage(usage)
+
+
+def openai_usage(usage: Mapping[str, Any]) -> Usage:
+    """OpenAI's usage object in the neutral vocabulary."""
+
+    def count(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    return Usage(
+        input_tokens=count(usage.get("prompt_tokens")) or 0,
+        output_tokens=count(usage.get("completion_tokens")) or 0,
+        cached_tokens=count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
+        reasoning_tokens=count(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, dict)
+        else None,
+    )
