@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from proxy.config import build
-from proxy.errors import BadRequest, StreamError, UpstreamError
+from proxy.errors import BadRequest, StreamError, UnsupportedByProvider, UpstreamError
 from proxy.protocols.anthropic.request import JSON_OBJECT_INSTRUCTION, JSON_TOOL_INSTRUCTION, build_request
 from proxy.protocols.anthropic.response import decode_response
 from proxy.protocols.anthropic.stream import AnthropicStream
@@ -481,6 +481,9 @@ def test_cache_control_is_kept() -> None:
     assert body["messages"][0]["content"] == [{"type": "text", "text": "Doc", "cache_control": cc}]
 
 
+C0 = "messages[0].content[0]"
+
+
 def test_content_parts_and_images() -> None:
     parts = [
         {"type": "text", "text": "What is in these?"},
@@ -503,18 +506,46 @@ def test_content_parts_and_images() -> None:
 @pytest.mark.parametrize(
     ("part", "param"),
     [
-        ({"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}, "messages[0].content[0]"),
-        ({"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}, "messages[0].content[0]"),
-        ({"type": "image_url", "image_url": {"url": "data:text/plain;base64,aGk="}}, "messages[0].content[0]"),
-        ({"type": "image_url", "image_url": {}}, "messages[0].content[0].image_url"),
-        ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, "messages[0].content[0]"),
-        ({"type": "file", "file": {"file_id": "file-abc"}}, "messages[0].content[0].file"),
-        ({"type": "text", "text": 3}, "messages[0].content[0].text"),
-        ("just a string", "messages[0].content[0]"),
+        (
+            {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}},
+            f"{C0}.image_url.url",
+        ),
+        (
+            {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}},
+            f"{C0}.image_url.url",
+        ),
+        ({"type": "image_url", "image_url": {}}, f"{C0}.image_url.url"),
+        (
+            {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}},
+            f"{C0}.input_audio.data",
+        ),
+        ({"type": "file", "file": {}}, f"{C0}.file"),
+        ({"type": "text", "text": 3}, f"{C0}.text"),
+        ({"text": "no type"}, f"{C0}.type"),
+        ("just a string", C0),
     ],
 )
 def test_bad_content_parts(part: Any, param: str) -> None:
-    assert bad({"messages": [user([part])]}).param == param
+    err = bad({"messages": [user([part])]})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        (
+            {"type": "image_url", "image_url": {"url": "data:text/plain;base64,aGk="}},
+            f"{C0}.image_url.url",
+        ),
+        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, C0),
+        ({"type": "file", "file": {"file_id": "file-abc"}}, f"{C0}.file"),
+        ({"type": "video_url", "video_url": {"url": "https://e.com/v.mp4"}}, C0),
+    ],
+)
+def test_content_parts_anthropic_cannot_take(part: Any, param: str) -> None:
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user([part])]}, "m", PROVIDER, CTX)
+    assert info.value.param == param and info.value.code == "unsupported_by_provider"
 
 
 def test_tool_calls_results_and_merged_turns() -> None:
@@ -698,28 +729,59 @@ def test_tools_and_tool_choice(extra: dict[str, Any], choice: dict[str, Any] | N
     assert body.get("tool_choice") == choice
 
 
-def test_tool_choice_without_tools_is_dropped() -> None:
-    body = request_body({"messages": [user()], "tool_choice": "required", "parallel_tool_calls": False, "tools": []})
-    assert "tool_choice" not in body and "tools" not in body
+def test_tool_choice_without_tools_is_dropped_unless_it_needs_one() -> None:
+    for choice in ("none", "auto"):
+        body = request_body({"messages": [user()], "tool_choice": choice, "parallel_tool_calls": False, "tools": []})
+        assert "tool_choice" not in body and "tools" not in body
+    assert bad({"messages": [user()], "tool_choice": "required", "tools": []}).param == "tool_choice"
 
 
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
         ({"tools": [WX_TOOL], "functions": [{"name": "f"}]}, "functions"),
-        ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].type"),
         ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools[0].function.name"),
-        ({"tools": [{"type": "function"}]}, "tools[0]"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]}, "tools[0]"),
+        ({"tools": [{"type": "function"}]}, "tools[0].function"),
+        ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type"),
         ({"tools": [WX_TOOL], "tool_choice": "sometimes"}, "tool_choice"),
-        ({"tools": [WX_TOOL], "tool_choice": {"type": "function", "function": {}}}, "tool_choice"),
+        ({"tools": [WX_TOOL], "tool_choice": {"type": "function", "function": {}}}, "tool_choice.function.name"),
+        (
+            {"tools": [WX_TOOL], "tool_choice": {"type": "function", "function": {"name": "zz"}}},
+            "tool_choice.function.name",
+        ),
         ({"functions": [{"name": "f"}], "function_call": "required"}, "function_call"),
-        ({"tools": [{"type": "function", "function": {"name": JSON_TOOL}}]}, "tools[0]"),
         ({"tools": {"wx": WX_TOOL}}, "tools"),
     ],
 )
 def test_bad_tools(extra: dict[str, Any], param: str) -> None:
-    assert bad({"messages": [user()], **extra}).param == param
+    err = bad({"messages": [user()], **extra})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].type"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": JSON_TOOL}}]}, "tools[0].function.name"),
+        ({"tools": [WX_TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {}}}, "tool_choice.type"),
+        (
+            {"messages": [user(), {"role": "assistant", "tool_calls": [{"id": "c", "type": "custom"}]}]},
+            "messages[1].tool_calls[0].type",
+        ),
+        ({"n": 2}, "n"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"messages": [{"role": "system", "content": "only rules"}]}, "messages"),
+    ],
+)
+def test_well_formed_but_not_for_anthropic(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user()], **extra}, "m", PROVIDER, CTX)
+    assert info.value.param == param
 
 
 def test_sampling_and_metadata() -> None:
@@ -778,22 +840,22 @@ def test_stop_lists_max_completion_tokens_and_temperature_clamp() -> None:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
         ({"n": 0}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_completion_tokens": "many"}, "max_completion_tokens"),
         ({"max_tokens": True}, "max_tokens"),
-        ({"stop": ["a", 1]}, "stop"),
+        ({"stop": ["a", 1]}, "stop[1]"),
         ({"stop": 5}, "stop"),
         ({"user": 42}, "user"),
         ({"temperature": "hot"}, "temperature"),
-        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"reasoning_effort": ""}, "reasoning_effort"),
         ({"thinking_budget": 500}, "thinking_budget"),
         ({"thinking": "on"}, "thinking"),
-        ({"response_format": {"type": "xml"}}, "response_format"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}}},
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": []}}},
             "response_format.json_schema.schema",
         ),
         (
@@ -804,7 +866,15 @@ def test_stop_lists_max_completion_tokens_and_temperature_clamp() -> None:
     ],
 )
 def test_bad_parameters(extra: dict[str, Any], param: str) -> None:
-    assert bad({"messages": [user()], **extra}).param == param
+    err = bad({"messages": [user()], **extra})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+def test_json_schema_of_an_array_is_beyond_anthropic() -> None:
+    rf = {"type": "json_schema", "json_schema": {"name": "l", "schema": {"type": "array"}}}
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user()], "response_format": rf}, "m", PROVIDER, CTX)
+    assert info.value.param == "response_format.json_schema.schema"
 
 
 def test_n_greater_than_one_says_why() -> None:

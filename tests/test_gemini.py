@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from proxy.config import build
-from proxy.errors import BadRequest, StreamError, UpstreamError
+from proxy.errors import BadRequest, StreamError, UnsupportedByProvider, UpstreamError
 from proxy.protocols.gemini.request import build_request, clean_schema
 from proxy.protocols.gemini.response import decode_response
 from proxy.protocols.gemini.stream import GeminiStream
@@ -675,31 +675,44 @@ def test_content_parts() -> None:
     ]
 
 
+C0 = "messages[0].content[0]"
+
+
 @pytest.mark.parametrize(
     ("part", "param"),
     [
-        ({"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}, "messages[0].content[0].image_url"),
-        (
-            {"type": "image_url", "image_url": {"url": "https://example.com/anim.gif"}},
-            "messages[0].content[0].image_url",
-        ),
-        ({"type": "image_url", "image_url": {"url": "https://example.com/image"}}, "messages[0].content[0].image_url"),
-        (
-            {"type": "image_url", "image_url": {"url": "https://example.com/v1.2/img"}},
-            "messages[0].content[0].image_url",
-        ),
-        ({"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}, "messages[0].content[0].image_url"),
-        ({"type": "image_url", "image_url": {"url": "data:;base64,aGk="}}, "messages[0].content[0].image_url"),
-        ({"type": "image_url", "image_url": {}}, "messages[0].content[0].image_url"),
-        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "flac"}}, "messages[0].content[0]"),
-        ({"type": "file", "file": {"file_id": "file-abc"}}, "messages[0].content[0].file"),
-        ({"type": "text", "text": 3}, "messages[0].content[0].text"),
-        ({"type": "refusal", "refusal": "no"}, "messages[0].content[0]"),
-        ("just a string", "messages[0].content[0]"),
+        ({"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}, f"{C0}.image_url.url"),
+        ({"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}, f"{C0}.image_url.url"),
+        ({"type": "image_url", "image_url": {"url": "data:;base64,aGk="}}, f"{C0}.image_url.url"),
+        ({"type": "image_url", "image_url": {}}, f"{C0}.image_url.url"),
+        ({"type": "input_audio", "input_audio": {"format": "wav"}}, f"{C0}.input_audio.data"),
+        ({"type": "file", "file": {"file_data": "data:application/pdf,x"}}, f"{C0}.file.file_data"),
+        ({"type": "text", "text": 3}, f"{C0}.text"),
+        ({"type": 3}, f"{C0}.type"),
+        ("just a string", C0),
     ],
 )
 def test_bad_content_parts(part: Any, param: str) -> None:
-    assert bad({"messages": [user([part])]}).param == param
+    err = bad({"messages": [user([part])]})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "image_url", "image_url": {"url": "https://example.com/anim.gif"}}, f"{C0}.image_url.url"),
+        ({"type": "image_url", "image_url": {"url": "https://example.com/image"}}, f"{C0}.image_url.url"),
+        ({"type": "image_url", "image_url": {"url": "https://example.com/v1.2/img"}}, f"{C0}.image_url.url"),
+        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "flac"}}, f"{C0}.input_audio.format"),
+        ({"type": "file", "file": {"file_id": "file-abc"}}, f"{C0}.file"),
+        ({"type": "refusal", "refusal": "no"}, C0),
+        ({"type": "video_url", "video_url": {"url": "https://e.com/v.mp4"}}, C0),
+    ],
+)
+def test_content_parts_gemini_cannot_take(part: Any, param: str) -> None:
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user([part])]}, "gemini-2.5-flash", PROVIDER, CTX)
+    assert info.value.param == param
 
 
 def test_image_url_without_a_known_extension_says_what_to_do() -> None:
@@ -824,6 +837,7 @@ def test_tool_result_for_an_unknown_call_is_a_400() -> None:
         ("{not json", "messages[1].tool_calls[0].function.arguments"),
         ("[1, 2]", "messages[1].tool_calls[0].function.arguments"),
         (42, "messages[1].tool_calls[0].function.arguments"),
+        ({"a": 1}, "messages[1].tool_calls[0].function.arguments"),
     ],
 )
 def test_bad_tool_call_arguments(arguments: Any, param: str) -> None:
@@ -835,12 +849,26 @@ def test_bad_tool_call_arguments(arguments: Any, param: str) -> None:
     ("call", "param"),
     [
         ("nope", "messages[1].tool_calls[0]"),
-        ({"id": "c", "type": "custom", "function": {"name": "f"}}, "messages[1].tool_calls[0].type"),
         ({"id": "c", "type": "function", "function": {"arguments": "{}"}}, "messages[1].tool_calls[0].function.name"),
+        ({"type": "function", "function": {"name": "f"}}, "messages[1].tool_calls[0].id"),
     ],
 )
 def test_bad_tool_calls(call: Any, param: str) -> None:
-    assert bad({"messages": [user(), {"role": "assistant", "tool_calls": [call]}]}).param == param
+    err = bad({"messages": [user(), {"role": "assistant", "tool_calls": [call]}]})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+def test_whitespace_arguments_and_a_call_without_type_read_as_function_calls() -> None:
+    call = {"id": "c", "function": {"name": "f", "arguments": " \n"}}
+    body = request_body({"messages": [user(), {"role": "assistant", "tool_calls": [call]}]})
+    assert body["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}}}]
+
+
+def test_custom_tool_calls_are_beyond_gemini() -> None:
+    call = {"id": "c", "type": "custom", "custom": {"name": "f", "input": "x"}}
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user(), {"role": "assistant", "tool_calls": [call]}]}, "m", PROVIDER, CTX)
+    assert info.value.param == "messages[1].tool_calls[0].type"
 
 
 def calls_turn(*signatures: str | None) -> dict[str, Any]:
@@ -1027,14 +1055,21 @@ def test_tool_declarations_and_schema_cleaning() -> None:
 @pytest.mark.parametrize(
     ("tools", "param"),
     [
-        ([{"type": "web_search"}], "tools[0]"),
+        ([{"function": {"name": "f"}}], "tools[0].type"),
         ([{"type": "function", "function": {"description": "x"}}], "tools[0].function.name"),
         ([{"type": "function", "function": {"name": "f", "parameters": "object"}}], "tools[0].function.parameters"),
         ("f", "tools"),
     ],
 )
 def test_bad_tools(tools: Any, param: str) -> None:
-    assert bad({"messages": [user()], "tools": tools}).param == param
+    err = bad({"messages": [user()], "tools": tools})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+def test_hosted_tools_are_beyond_gemini() -> None:
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user()], "tools": [{"type": "web_search"}]}, "m", PROVIDER, CTX)
+    assert info.value.param == "tools[0].type"
 
 
 TOOLS = [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "g"}}]
@@ -1057,8 +1092,11 @@ def test_tool_choice(choice: Any, config: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "zzz"}}}, "tool_choice"),
-        ({"tools": TOOLS, "tool_choice": {"type": "custom", "custom": {"name": "f"}}}, "tool_choice"),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "zzz"}}},
+            "tool_choice.function.name",
+        ),
+        ({"tools": TOOLS, "tool_choice": {"type": "custom", "custom": {"name": "f"}}}, "tool_choice.type"),
         ({"tools": TOOLS, "tool_choice": "any"}, "tool_choice"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"functions": [{"name": "f"}], "function_call": "required"}, "function_call"),
@@ -1180,11 +1218,7 @@ def test_thinking(extra: dict[str, Any], thinking: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"n": 2}, "n"),
         ({"n": 0}, "n"),
-        ({"logit_bias": {"50256": -100}}, "logit_bias"),
-        ({"modalities": ["text", "audio"]}, "modalities"),
-        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
         ({"thinking_budget": -2}, "thinking_budget"),
         ({"thinking_budget": True}, "thinking_budget"),
         ({"temperature": "hot"}, "temperature"),
@@ -1193,15 +1227,34 @@ def test_thinking(extra: dict[str, Any], thinking: dict[str, Any]) -> None:
         ({"seed": "7"}, "seed"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_completion_tokens": 1.5}, "max_completion_tokens"),
-        ({"stop": ["a", 1]}, "stop"),
+        ({"stop": ["a", 1]}, "stop[1]"),
         ({"presence_penalty": "x"}, "presence_penalty"),
-        ({"response_format": {"type": "xml"}}, "response_format"),
-        ({"response_format": {"type": "json_schema"}}, "response_format"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"schema": "x"}}}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": "x"}}},
+            "response_format.json_schema.schema",
+        ),
     ],
 )
 def test_bad_parameters(extra: dict[str, Any], param: str) -> None:
-    assert bad({"messages": [user()], **extra}).param == param
+    err = bad({"messages": [user()], **extra})
+    assert err.param == param and not isinstance(err, UnsupportedByProvider)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+    ],
+)
+def test_well_formed_but_not_for_gemini(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedByProvider) as info:
+        build_request({"messages": [user()], **extra}, "m", PROVIDER, CTX)
+    assert info.value.param == param
 
 
 def test_n_message_says_why() -> None:

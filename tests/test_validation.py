@@ -37,7 +37,11 @@ def reference_accepts(name: str, value: Any) -> bool:
 def test_each_field_takes_exactly_its_json_types(name: str, value: Any) -> None:
     body = orjson.loads(orjson.dumps({"model": "p/m", "messages": MESSAGES, name: value}))  # as a client sends it
     if reference_accepts(name, value):
-        validate_chat_request(body)
+        try:
+            validate_chat_request(body)
+        except BadRequest as err:  # the right type, a wrong value: still about this field, never its type
+            assert err.param is not None and err.param.startswith(name), err
+            assert not err.message.startswith(f"'{name}' must be {_FIELDS[name][1]}, got "), err
     else:
         with pytest.raises(BadRequest) as info:
             validate_chat_request(body)
@@ -54,3 +58,19 @@ def test_model_and_messages_may_not_be_null() -> None:
     for name in ("model", "messages"):
         with pytest.raises(BadRequest, match=f"'{name}' must be"):
             validate_chat_request({"model": "p/m", "messages": MESSAGES, name: None})
+
+
+def test_validation_reads_the_shapes_inside_the_body() -> None:
+    """Only the outline here; tests/test_request_verdicts.py holds the whole table."""
+    cases = [
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        ({"tools": [{"type": "function", "function": {"name": ""}}]}, "tools[0].function.name"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].name"),
+        ({"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages[0].name"),
+    ]
+    for fields, param in cases:
+        with pytest.raises(BadRequest) as info:
+            validate_chat_request({"model": "p/m", "messages": MESSAGES, **fields})
+        assert info.value.param == param

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, UnsupportedByProvider
 from proxy.protocols.anthropic.wire import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_VERSION,
@@ -16,6 +16,29 @@ from proxy.protocols.anthropic.wire import (
     JSON_TOOL,
     MIN_THINKING_BUDGET,
     _is_int,
+)
+from proxy.protocols.openai_chat.reading import (
+    Call,
+    FilePart,
+    FunctionTool,
+    ImagePart,
+    Part,
+    RefusalPart,
+    TextPart,
+    Tools,
+    read_function_call,
+    read_max_tokens,
+    read_n,
+    read_parts,
+    read_reasoning_effort,
+    read_response_format,
+    read_stop,
+    read_temperature,
+    read_tool_call_id,
+    read_tool_calls,
+    read_tool_choice,
+    read_tools,
+    read_top_p,
 )
 from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
@@ -40,7 +63,10 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise BadRequest("'messages' must be a list", param="messages")
-    _check_n(body.get("n"))
+    if read_n(body) > 1:
+        raise UnsupportedByProvider(
+            "Anthropic models return one choice: 'n' greater than 1 is not supported", param="n"
+        )
     system, turns = _convert_messages(messages)
     out: JSONBody = {"model": model, "max_tokens": _max_tokens(body, provider), "messages": turns}
 
@@ -52,8 +78,11 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
             out["max_tokens"] = budget + out["max_tokens"]
     thinking_on = thinking is not None and thinking.get("type") != "disabled"
 
-    tools, legacy = _tools(body)
-    choice = _tool_choice(body, legacy) if tools else None
+    read = read_tools(body)
+    tools = _tools(read)
+    choice = _tool_choice(body, read)  # read even without tools: 'required' then is a 400
+    if not tools:
+        choice = None
     system += _response_format(body, tools)
     if tools:
         out["tools"] = tools
@@ -81,24 +110,9 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(out))
 
 
-def _check_n(n: Any) -> None:
-    if n is None:
-        return
-    if not _is_int(n) or n < 1:
-        raise BadRequest("'n' must be a positive integer", param="n")
-    if n > 1:
-        raise BadRequest("Anthropic models return one choice: 'n' greater than 1 is not supported", param="n")
-
-
 def _max_tokens(body: JSONBody, provider: ProviderConfig) -> int:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if value is not None:
-            if not _is_int(value) or value < 1:
-                raise BadRequest(f"'{key}' must be a positive integer", param=key)
-            result: int = value
-            return result
-    return int(provider.options.get("default_max_tokens", DEFAULT_MAX_TOKENS))
+    value = read_max_tokens(body)
+    return int(provider.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)) if value is None else value
 
 
 def _thinking(body: JSONBody) -> JSONBody | None:
@@ -115,31 +129,29 @@ def _thinking(body: JSONBody) -> JSONBody | None:
                 param="thinking_budget",
             )
         return {"type": "enabled", "budget_tokens": budget}
-    effort = body.get("reasoning_effort")
+    effort = read_reasoning_effort(body)
     if effort is None or effort == "none":
         return None
     if effort not in EFFORT_BUDGETS:
-        raise BadRequest("'reasoning_effort' must be one of none, minimal, low, medium, high", param="reasoning_effort")
+        raise UnsupportedByProvider(
+            f"'reasoning_effort' {effort!r} has no Anthropic thinking budget: use none, minimal, low, medium or high",
+            param="reasoning_effort",
+        )
     return {"type": "enabled", "budget_tokens": EFFORT_BUDGETS[effort]}
 
 
 def _sampling(body: JSONBody, out: JSONBody) -> None:
-    temperature = body.get("temperature")
+    temperature = read_temperature(body)
     if temperature is not None:
-        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
-            raise BadRequest("'temperature' must be a number", param="temperature")
-        out["temperature"] = min(temperature, 1)
-    for key in ("top_p", "top_k"):
-        if body.get(key) is not None:
-            out[key] = body[key]
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if any(stop):
-            out["stop_sequences"] = [s for s in stop if s]  # Anthropic rejects empty sequences
-    elif stop is not None:
-        raise BadRequest("'stop' must be a string or a list of strings", param="stop")
+        out["temperature"] = min(temperature, 1)  # Anthropic's range ends at 1
+    top_p = read_top_p(body)
+    if top_p is not None:
+        out["top_p"] = top_p
+    if body.get("top_k") is not None:
+        out["top_k"] = body["top_k"]
+    stop = read_stop(body)
+    if stop:
+        out["stop_sequences"] = stop
     user = body.get("user")
     if user is not None:
         if not isinstance(user, str):
@@ -191,7 +203,7 @@ def _convert_messages(raw: list[Any]) -> tuple[list[JSONBody], list[JSONBody]]:
         else:
             turns.append({"role": turn_role, "content": blocks})
     if not turns:
-        raise BadRequest(_NO_TURNS, param="messages")
+        raise UnsupportedByProvider(_NO_TURNS, param="messages")
     for turn in turns:
         if turn["role"] == "user":
             # Anthropic wants the results of the previous turn's tool calls first.
@@ -214,135 +226,82 @@ def _strip_prefill(turns: list[JSONBody]) -> None:
     if not blocks:
         turns.pop()
         if not turns:
-            raise BadRequest(_NO_TURNS, param="messages")
+            raise UnsupportedByProvider(_NO_TURNS, param="messages")
 
 
 def _parts(content: Any, where: str, allowed: frozenset[str]) -> list[JSONBody]:
     """A message's ``content`` (string or parts) as Anthropic blocks; empty text is left out."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise BadRequest(f"'{where}.content' must be a string or a list of parts", param=f"{where}.content")
     blocks: list[JSONBody] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype not in allowed:
-            raise BadRequest(f"'{pwhere}': content part type {ptype!r} is not supported here", param=pwhere)
-        assert isinstance(part, dict)
-        block = _part(part, ptype, pwhere)
+    for part in read_parts(content, where):
+        block = _part(part, allowed)
         if block is None:
             continue
-        if "cache_control" in part:
-            block["cache_control"] = part["cache_control"]
+        if "cache_control" in part.raw:
+            block["cache_control"] = part.raw["cache_control"]
         blocks.append(block)
     return blocks
 
 
-def _part(part: JSONBody, ptype: str, where: str) -> JSONBody | None:
-    if ptype in ("text", "refusal"):
-        text = part.get(ptype)
-        if not isinstance(text, str):
-            raise BadRequest(f"'{where}.{ptype}' must be a string", param=f"{where}.{ptype}")
+def _part_type(part: Part) -> str:
+    return str(part.raw.get("type"))
+
+
+def _part(part: Part, allowed: frozenset[str]) -> JSONBody | None:
+    if _part_type(part) not in allowed:
+        raise UnsupportedByProvider(
+            f"'{part.where}': content part type {_part_type(part)!r} is not supported here for Anthropic models",
+            param=part.where,
+        )
+    if isinstance(part, TextPart | RefusalPart):
+        text = part.text if isinstance(part, TextPart) else part.refusal
         return {"type": "text", "text": text} if text else None
-    if ptype == "image_url":
-        spec = part.get("image_url")
-        url = spec.get("url") if isinstance(spec, dict) else spec
-        if not isinstance(url, str):
-            raise BadRequest(f"'{where}.image_url.url' must be a string", param=f"{where}.image_url")
-        return _image(url, where)
-    spec = part.get("file")
-    data = spec.get("file_data") if isinstance(spec, dict) else None
-    if not isinstance(data, str) or not data.startswith("data:"):
-        raise BadRequest(f"'{where}.file' needs 'file_data' as a base64 data: URL", param=f"{where}.file")
-    return _image(data, where)
+    if isinstance(part, ImagePart):
+        if part.data is None:
+            return {"type": "image", "source": {"type": "url", "url": part.url}}
+        return _media(part.data.mime, part.data.data, f"{part.where}.image_url.url")
+    assert isinstance(part, FilePart)
+    if part.data is None:
+        raise UnsupportedByProvider(
+            f"'{part.where}.file': Anthropic models need 'file_data' as a base64 data: URL", param=f"{part.where}.file"
+        )
+    return _media(part.data.mime, part.data.data, f"{part.where}.file.file_data")
 
 
-def _image(url: str, where: str) -> JSONBody:
-    if url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    if not url.startswith("data:"):
-        raise BadRequest(f"'{where}': an image URL must be http(s) or a data: URL", param=where)
-    header, comma, data = url[5:].partition(",")
-    params = header.split(";")
-    media_type = params[0].strip().lower()
-    if not comma or "base64" not in params[1:] or not media_type:
-        raise BadRequest(f"'{where}': a data: URL must be 'data:<media type>;base64,<data>'", param=where)
+def _media(media_type: str, data: str, where: str) -> JSONBody:
     source = {"type": "base64", "media_type": media_type, "data": data}
     if media_type == "application/pdf":
         return {"type": "document", "source": source}
     if not media_type.startswith("image/"):
-        raise BadRequest(f"'{where}': media type {media_type!r} is not an image or a PDF", param=where)
+        raise UnsupportedByProvider(
+            f"'{where}': media type {media_type!r} is not an image or a PDF, which Anthropic models take", param=where
+        )
     return {"type": "image", "source": source}
-
-
-def _safe_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"'{where}' must be a non-empty string", param=where)
-    return _UNSAFE_ID.sub("_", value)
 
 
 def _assistant_blocks(msg: JSONBody, i: int, legacy_open: list[tuple[str, str]]) -> list[JSONBody]:
     where = f"messages[{i}]"
     blocks = _thinking_blocks(msg.get("thinking_blocks"), where)
     blocks += _parts(msg.get("content"), where, _ASSISTANT_PARTS)
-    calls = msg.get("tool_calls")
-    if calls is not None and not isinstance(calls, list):
-        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
-    for k, call in enumerate(calls or ()):
-        cwhere = f"{where}.tool_calls[{k}]"
-        fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict):
-            raise BadRequest(f"'{cwhere}.function' must be an object", param=f"{cwhere}.function")
-        assert isinstance(call, dict)
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": _safe_id(call.get("id"), f"{cwhere}.id"),
-                "name": _name(fn.get("name"), f"{cwhere}.function.name"),
-                "input": _arguments(fn.get("arguments"), f"{cwhere}.function.arguments"),
-            }
-        )
-    fc = msg.get("function_call")
+    for call in read_tool_calls(msg, where):
+        if not isinstance(call, Call):
+            raise UnsupportedByProvider(
+                f"'{call.where}.type' {call.type!r}: Anthropic models take only function tool calls",
+                param=f"{call.where}.type",
+            )
+        assert call.id is not None
+        call_id = _UNSAFE_ID.sub("_", call.id)
+        blocks.append({"type": "tool_use", "id": call_id, "name": call.name, "input": call.arguments})
+    fc = read_function_call(msg, where)
     if fc is not None:
-        if not isinstance(fc, dict):
-            raise BadRequest(f"'{where}.function_call' must be an object", param=f"{where}.function_call")
-        name = _name(fc.get("name"), f"{where}.function_call.name")
         call_id = f"toolu_legacy_{i}"
-        legacy_open.append((name, call_id))
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": call_id,
-                "name": name,
-                "input": _arguments(fc.get("arguments"), f"{where}.function_call.arguments"),
-            }
-        )
+        legacy_open.append((fc.name, call_id))
+        blocks.append({"type": "tool_use", "id": call_id, "name": fc.name, "input": fc.arguments})
     return blocks
 
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"'{where}' must be a non-empty string", param=where)
-    return value
-
-
-def _arguments(raw: Any, where: str) -> JSONBody:
-    """A tool call's ``arguments`` JSON string as the ``input`` object Anthropic wants."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    if not isinstance(raw, str):
-        raise BadRequest(f"'{where}' must be a JSON string", param=where)
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"'{where}' is not valid JSON", param=where) from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"'{where}' must encode a JSON object", param=where)
     return value
 
 
@@ -373,7 +332,7 @@ def _thinking_blocks(raw: Any, where: str) -> list[JSONBody]:
 def _tool_result(msg: JSONBody, where: str) -> JSONBody:
     block: JSONBody = {
         "type": "tool_result",
-        "tool_use_id": _safe_id(msg.get("tool_call_id"), f"{where}.tool_call_id"),
+        "tool_use_id": _UNSAFE_ID.sub("_", read_tool_call_id(msg, where)),
     }
     content = msg.get("content")
     if isinstance(content, str):
@@ -398,97 +357,78 @@ def _function_result(msg: JSONBody, where: str, legacy_open: list[tuple[str, str
 # Tools ---------------------------------------------------------------------------------------
 
 
-def _tools(body: JSONBody) -> tuple[list[JSONBody], bool]:
-    """Anthropic tool definitions, and whether the client used the legacy ``functions``."""
-    tools, functions = body.get("tools"), body.get("functions")
-    if tools and functions:
-        raise BadRequest("use either 'tools' or the legacy 'functions', not both", param="functions")
-    legacy = bool(functions)
-    raw, key = (functions, "functions") if legacy else (tools, "tools")
-    if raw is None:
-        return [], False
-    if not isinstance(raw, list):
-        raise BadRequest(f"'{key}' must be a list", param=key)
+def _tools(read: Tools) -> list[JSONBody]:
+    """Anthropic tool definitions of the client's function tools."""
     out: list[JSONBody] = []
-    for k, item in enumerate(raw):
-        where = f"{key}[{k}]"
-        fn = item if legacy else (item.get("function") if isinstance(item, dict) else None)
-        if not legacy and isinstance(item, dict) and item.get("type", "function") != "function":
-            raise BadRequest(f"'{where}.type' {item.get('type')!r} is not supported", param=f"{where}.type")
-        if not isinstance(fn, dict):
-            raise BadRequest(f"'{where}' must be a function definition", param=where)
-        name = _name(fn.get("name"), f"{where}.name" if legacy else f"{where}.function.name")
-        if name == JSON_TOOL:
-            raise BadRequest(f"the tool name {JSON_TOOL!r} is reserved by the proxy", param=where)
-        tool: JSONBody = {"name": name}
-        if isinstance(fn.get("description"), str):
-            tool["description"] = fn["description"]
-        tool["input_schema"] = _object_schema(fn.get("parameters"), where)
-        if isinstance(item, dict) and "cache_control" in item:
-            tool["cache_control"] = item["cache_control"]
+    for item in read.items:
+        if not isinstance(item, FunctionTool):
+            raise UnsupportedByProvider(
+                f"'{item.where}.type' {item.type!r}: Anthropic models take only function tools here",
+                param=f"{item.where}.type",
+            )
+        if item.name == JSON_TOOL:
+            raise UnsupportedByProvider(
+                f"the tool name {JSON_TOOL!r} is reserved by the proxy for Anthropic models", param=f"{item.where}.name"
+            )
+        tool: JSONBody = {"name": item.name}
+        if item.description is not None:
+            tool["description"] = item.description
+        tool["input_schema"] = _object_schema(item.parameters, f"{item.where}.parameters")
+        if "cache_control" in item.raw:
+            tool["cache_control"] = item.raw["cache_control"]
         out.append(tool)
-    return out, legacy
+    return out
 
 
-def _object_schema(schema: Any, where: str) -> JSONBody:
+def _object_schema(schema: JSONBody | None, where: str) -> JSONBody:
     if schema is None:
         return {"type": "object", "properties": {}}
-    if not isinstance(schema, dict):
-        raise BadRequest(f"'{where}': a schema must be an object", param=where)
     if "type" not in schema:
         return {"type": "object", **schema}
     if schema["type"] != "object":
-        raise BadRequest(f"'{where}': Anthropic needs a schema of type 'object' at the root", param=where)
+        raise UnsupportedByProvider(f"'{where}': Anthropic needs a schema of type 'object' at the root", param=where)
     return schema
 
 
-def _tool_choice(body: JSONBody, legacy: bool) -> JSONBody | None:
-    key = "function_call" if legacy else "tool_choice"
-    raw = body.get(key)
+def _tool_choice(body: JSONBody, tools: Tools) -> JSONBody | None:
+    read = read_tool_choice(body, tools)
     choice: JSONBody
-    if raw is None or raw == "auto":
+    if read is None or read.mode == "auto":
         choice = {"type": "auto"}
-    elif raw == "none":
+    elif read.mode == "none":
         choice = {"type": "none"}
-    elif raw == "required" and not legacy:
+    elif read.mode == "required":
         choice = {"type": "any"}
-    elif isinstance(raw, dict):
-        fn = raw if legacy else (raw.get("function") if raw.get("type") == "function" else None)
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if not isinstance(name, str) or not name:
-            raise BadRequest(f"'{key}' names no function", param=key)
-        choice = {"type": "tool", "name": name}
+    elif read.mode == "function":
+        choice = {"type": "tool", "name": read.name}
     else:
-        raise BadRequest(f"'{key}' {raw!r} is not supported", param=key)
-    if choice["type"] != "none" and (legacy or body.get("parallel_tool_calls") is False):
+        raise UnsupportedByProvider(
+            f"'{read.key}.type' {read.type!r} is not supported for Anthropic models", param=f"{read.key}.type"
+        )
+    if choice["type"] != "none" and (tools.legacy or body.get("parallel_tool_calls") is False):
         choice["disable_parallel_tool_use"] = True
-    if raw is None and len(choice) == 1:
+    if read is None and len(choice) == 1:
         return None  # Anthropic's default is auto
     return choice
 
 
 def _response_format(body: JSONBody, tools: list[JSONBody]) -> list[JSONBody]:
     """System text the format needs; for ``json_schema`` also appends the answer tool to ``tools``."""
-    rf = body.get("response_format")
-    if rf is None:
+    rf = read_response_format(body)
+    if rf is None or rf.type == "text":
         return []
-    rtype = rf.get("type") if isinstance(rf, dict) else None
-    if rtype == "text":
-        return []
-    if rtype == "json_object":
+    if rf.type == "json_object":
         return [{"type": "text", "text": JSON_OBJECT_INSTRUCTION}]
-    if rtype != "json_schema":
-        raise BadRequest(f"'response_format' type {rtype!r} is not supported", param="response_format")
-    assert isinstance(rf, dict)
-    spec = rf.get("json_schema")
-    if not isinstance(spec, dict):
-        raise BadRequest("'response_format.json_schema' must be an object", param="response_format.json_schema")
+    if rf.type != "json_schema":
+        raise UnsupportedByProvider(
+            f"'response_format.type' {rf.type!r} is not supported for Anthropic models", param="response_format.type"
+        )
     description = "Give the final answer as this tool's input."
-    if isinstance(spec.get("name"), str):
-        description += f" The answer is a {spec['name']}."
-    if isinstance(spec.get("description"), str):
-        description += " " + spec["description"]
-    schema = _object_schema(spec.get("schema"), "response_format.json_schema.schema")
+    if rf.name is not None:
+        description += f" The answer is a {rf.name}."
+    if rf.description is not None:
+        description += " " + rf.description
+    schema = _object_schema(rf.schema, "response_format.json_schema.schema")
     tools.append({"name": JSON_TOOL, "description": description, "input_schema": schema})
     return []
 

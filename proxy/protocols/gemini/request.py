@@ -10,12 +10,36 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, UnsupportedByProvider
 from proxy.protocols.gemini.wire import (
     API_VERSION,
     EFFORT_BUDGETS,
     SKIP_SIGNATURE,
     _is_int,
+)
+from proxy.protocols.openai_chat.reading import (
+    AudioPart,
+    Call,
+    FilePart,
+    FunctionTool,
+    ImagePart,
+    Part,
+    RefusalPart,
+    TextPart,
+    Tools,
+    read_function_call,
+    read_max_tokens,
+    read_n,
+    read_parts,
+    read_reasoning_effort,
+    read_response_format,
+    read_stop,
+    read_temperature,
+    read_tool_call_id,
+    read_tool_calls,
+    read_tool_choice,
+    read_tools,
+    read_top_p,
 )
 from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
@@ -44,14 +68,15 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     if not isinstance(messages, list):
         raise BadRequest("'messages' must be a list", param="messages")
     _check_unsupported(body)
-    declarations, legacy = _tools(body)
+    tools = read_tools(body)
+    declarations = _declarations(tools)
     system, contents = _convert_messages(messages, _major_version(model) >= 3)
     out: JSONBody = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     if declarations:
         out["tools"] = [{"functionDeclarations": declarations}]
-    calling = _calling_config(body, declarations, legacy)
+    calling = _calling_config(body, tools)
     if calling is not None:
         out["toolConfig"] = {"functionCallingConfig": calling}
     generation = _generation_config(body, model)
@@ -90,19 +115,19 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_unsupported(body: JSONBody) -> None:
-    n = body.get("n")
-    if n is not None:
-        if not _is_int(n) or n < 1:
-            raise BadRequest("'n' must be a positive integer", param="n")
-        if n > 1:
-            raise BadRequest(
-                "Gemini models are served one choice at a time: 'n' greater than 1 is not supported", param="n"
-            )
+    if read_n(body) > 1:
+        raise UnsupportedByProvider(
+            "Gemini models are served one choice at a time: 'n' greater than 1 is not supported", param="n"
+        )
     if body.get("logit_bias"):
-        raise BadRequest("Gemini models have no token bias: 'logit_bias' is not supported", param="logit_bias")
+        raise UnsupportedByProvider(
+            "Gemini models have no token bias: 'logit_bias' is not supported", param="logit_bias"
+        )
     modalities = body.get("modalities")
     if isinstance(modalities, list) and any(m != "text" for m in modalities):
-        raise BadRequest("only text output is supported for Gemini models through this endpoint", param="modalities")
+        raise UnsupportedByProvider(
+            "only text output is supported for Gemini models through this endpoint", param="modalities"
+        )
 
 
 # Messages ------------------------------------------------------------------------------------
@@ -143,88 +168,65 @@ def _convert_messages(raw: list[Any], gemini3: bool) -> tuple[list[str], list[JS
         else:
             contents.append({"role": turn_role, "parts": parts})
     if not contents:
-        raise BadRequest(_NO_TURNS, param="messages")
+        raise UnsupportedByProvider(_NO_TURNS, param="messages")
     return system, contents
 
 
 def _parts(content: Any, where: str, allowed: frozenset[str]) -> list[JSONBody]:
     """A message's ``content`` (string or parts) as Gemini parts; empty text is left out."""
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise BadRequest(f"'{where}.content' must be a string or a list of parts", param=f"{where}.content")
     parts: list[JSONBody] = []
-    for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
-        ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype not in allowed:
-            raise BadRequest(f"'{pwhere}': content part type {ptype!r} is not supported here", param=pwhere)
-        assert isinstance(part, dict)
-        converted = _part(part, ptype, pwhere)
+    for part in read_parts(content, where):
+        converted = _part(part, allowed)
         if converted is not None:
             parts.append(converted)
     return parts
 
 
-def _part(part: JSONBody, ptype: str, where: str) -> JSONBody | None:
-    if ptype in ("text", "refusal"):
-        text = part.get(ptype)
-        if not isinstance(text, str):
-            raise BadRequest(f"'{where}.{ptype}' must be a string", param=f"{where}.{ptype}")
+def _part(part: Part, allowed: frozenset[str]) -> JSONBody | None:
+    ptype = str(part.raw.get("type"))
+    if ptype not in allowed:
+        raise UnsupportedByProvider(
+            f"'{part.where}': content part type {ptype!r} is not supported here for Gemini models", param=part.where
+        )
+    if isinstance(part, TextPart | RefusalPart):
+        text = part.text if isinstance(part, TextPart) else part.refusal
         return {"text": text} if text else None
-    if ptype == "image_url":
-        return _image_part(part.get("image_url"), where)
-    if ptype == "input_audio":
-        return _audio_part(part.get("input_audio"), where)
-    return _file_part(part.get("file"), where)
+    if isinstance(part, ImagePart):
+        return _image_part(part)
+    if isinstance(part, AudioPart):
+        return _audio_part(part)
+    assert isinstance(part, FilePart)
+    if part.data is None:
+        raise UnsupportedByProvider(
+            f"'{part.where}.file': Gemini models need 'file_data' as a base64 data: URL", param=f"{part.where}.file"
+        )
+    return {"inlineData": {"mimeType": part.data.mime, "data": part.data.data}}
 
 
-def _image_part(image: Any, where: str) -> JSONBody:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise BadRequest(f"'{where}.image_url.url' must be a non-empty string", param=f"{where}.image_url")
-    if url.startswith("data:"):
-        return _data_url_part(url, f"{where}.image_url")
+def _image_part(part: ImagePart) -> JSONBody:
+    if part.data is not None:
+        return {"inlineData": {"mimeType": part.data.mime, "data": part.data.data}}
+    url, where = part.url, f"{part.where}.image_url.url"
     parsed = urlsplit(url)
-    if parsed.scheme not in ("http", "https"):
-        raise BadRequest(f"'{where}.image_url.url' must be an http(s) or data: URL", param=f"{where}.image_url")
     if parsed.hostname == _FILES_HOST and "/files/" in parsed.path:
         return {"fileData": {"fileUri": url}}  # an upload to the Gemini Files API knows its own type
     extension = parsed.path.rsplit(".", 1)[-1].lower() if "." in parsed.path.rsplit("/", 1)[-1] else ""
     mime = _IMAGE_TYPES.get(extension)
     if mime is None:
-        raise BadRequest(
-            f"'{where}.image_url.url': Gemini needs the image type of a URL, told by its extension "
+        raise UnsupportedByProvider(
+            f"'{where}': Gemini needs the image type of a URL, told by its extension "
             f"({', '.join(_IMAGE_TYPES)}); send this image as a data: URL instead",
-            param=f"{where}.image_url",
+            param=where,
         )
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
-def _data_url_part(url: str, where: str) -> JSONBody:
-    header, comma, data = url[5:].partition(",")
-    mime, _, params = header.partition(";")
-    if not comma or not mime or "base64" not in params.split(";") or not data:
-        raise BadRequest(f"'{where}' must be a base64 data: URL with a MIME type", param=where)
-    return {"inlineData": {"mimeType": mime.lower(), "data": data}}
-
-
-def _audio_part(audio: Any, where: str) -> JSONBody:
-    fmt = audio.get("format") if isinstance(audio, dict) else None
-    data = audio.get("data") if isinstance(audio, dict) else None
-    mime = _AUDIO_TYPES.get(fmt) if isinstance(fmt, str) else None
-    if mime is None or not isinstance(data, str) or not data:
-        raise BadRequest(f"'{where}.input_audio' needs base64 'data' and a 'format' of wav or mp3", param=where)
-    return {"inlineData": {"mimeType": mime, "data": data}}
-
-
-def _file_part(file: Any, where: str) -> JSONBody:
-    data = file.get("file_data") if isinstance(file, dict) else None
-    if not isinstance(data, str) or not data.startswith("data:"):
-        raise BadRequest(f"'{where}.file' must carry 'file_data' as a base64 data: URL", param=f"{where}.file")
-    return _data_url_part(data, f"{where}.file.file_data")
+def _audio_part(part: AudioPart) -> JSONBody:
+    mime = _AUDIO_TYPES.get(part.format)
+    if mime is None:
+        where = f"{part.where}.input_audio.format"
+        raise UnsupportedByProvider(f"'{where}' {part.format!r}: Gemini models take wav or mp3 here", param=where)
+    return {"inlineData": {"mimeType": mime, "data": part.data}}
 
 
 def _signature(extra: Any) -> str | None:
@@ -234,39 +236,28 @@ def _signature(extra: Any) -> str | None:
     return signature if isinstance(signature, str) and signature else None
 
 
-def _arguments(raw: Any, where: str) -> JSONBody:
-    if raw is None or raw == "":
-        return {}
-    if not isinstance(raw, str):
-        raise BadRequest(f"'{where}' must be a JSON string", param=where)
-    try:
-        args = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest(f"'{where}' is not valid JSON", param=where) from None
-    if not isinstance(args, dict):
-        raise BadRequest(f"'{where}' must be a JSON object", param=where)
-    return args
-
-
 def _assistant_parts(msg: JSONBody, where: str, call_names: dict[str, str], gemini3: bool) -> list[JSONBody]:
     parts = _parts(msg.get("content"), where, _ASSISTANT_PARTS)
     signature = _signature(msg.get("extra_content"))
     if signature and parts:
         parts[-1] = {**parts[-1], "thoughtSignature": signature}
-    calls: list[tuple[str, JSONBody, str | None]] = []  # (name, args, signature)
-    tool_calls = msg.get("tool_calls")
-    if tool_calls is not None:
-        if not isinstance(tool_calls, list):
-            raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
-        for j, call in enumerate(tool_calls):
-            calls.append(_tool_call(call, f"{where}.tool_calls[{j}]", call_names))
-    legacy = msg.get("function_call")
+    calls: list[Call] = []
+    for call in read_tool_calls(msg, where):
+        if not isinstance(call, Call):
+            raise UnsupportedByProvider(
+                f"'{call.where}.type' {call.type!r}: Gemini models take only function tool calls",
+                param=f"{call.where}.type",
+            )
+        assert call.id is not None
+        call_names[call.id] = call.name
+        calls.append(call)
+    legacy = read_function_call(msg, where)
     if legacy is not None:
-        name, args = _function(legacy, f"{where}.function_call")
-        calls.append((name, args, None))
+        calls.append(legacy)
     signed = False
-    for name, args, call_signature in calls:
-        part: JSONBody = {"functionCall": {"name": name, "args": args}}
+    for call in calls:
+        part: JSONBody = {"functionCall": {"name": call.name, "args": call.arguments}}
+        call_signature = _signature(call.raw.get("extra_content")) if call.id is not None else None
         if call_signature:
             part["thoughtSignature"] = call_signature
             signed = True
@@ -276,29 +267,9 @@ def _assistant_parts(msg: JSONBody, where: str, call_names: dict[str, str], gemi
     return parts
 
 
-def _function(fn: Any, where: str) -> tuple[str, JSONBody]:
-    name = fn.get("name") if isinstance(fn, dict) else None
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"'{where}.name' must be a non-empty string", param=f"{where}.name")
-    assert isinstance(fn, dict)
-    return name, _arguments(fn.get("arguments"), f"{where}.arguments")
-
-
-def _tool_call(call: Any, where: str, call_names: dict[str, str]) -> tuple[str, JSONBody, str | None]:
-    if not isinstance(call, dict):
-        raise BadRequest(f"'{where}' must be an object", param=where)
-    if call.get("type", "function") != "function":
-        raise BadRequest(f"'{where}.type' must be 'function'", param=f"{where}.type")
-    name, args = _function(call.get("function"), f"{where}.function")
-    call_id = call.get("id")
-    if isinstance(call_id, str) and call_id:
-        call_names[call_id] = name
-    return name, args, _signature(call.get("extra_content"))
-
-
 def _tool_parts(msg: JSONBody, where: str, call_names: dict[str, str]) -> list[JSONBody]:
-    call_id = msg.get("tool_call_id")
-    name = call_names.get(call_id) if isinstance(call_id, str) else None
+    call_id = read_tool_call_id(msg, where)
+    name = call_names.get(call_id)
     if name is None:
         fallback = msg.get("name")
         if not isinstance(fallback, str) or not fallback:
@@ -340,43 +311,22 @@ def _response_object(text: str) -> JSONBody:
 # Tools ---------------------------------------------------------------------------------------
 
 
-def _tools(body: JSONBody) -> tuple[list[JSONBody], bool]:
-    """The function declarations, and whether they came from legacy ``functions``."""
-    tools, functions = body.get("tools"), body.get("functions")
-    if tools and functions:
-        raise BadRequest("use either 'tools' or the legacy 'functions', not both", param="functions")
-    if functions:
-        if not isinstance(functions, list):
-            raise BadRequest("'functions' must be a list", param="functions")
-        return [_declaration(fn, f"functions[{j}]") for j, fn in enumerate(functions)], True
-    if not tools:
-        return [], False
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be a list", param="tools")
+def _declarations(tools: Tools) -> list[JSONBody]:
+    """The function declarations of the client's function tools (or legacy ``functions``)."""
     declarations = []
-    for j, tool in enumerate(tools):
-        where = f"tools[{j}]"
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise BadRequest(f"'{where}': only tools of type 'function' are supported for Gemini models", param=where)
-        declarations.append(_declaration(tool.get("function"), f"{where}.function"))
-    return declarations, False
-
-
-def _declaration(fn: Any, where: str) -> JSONBody:
-    name = fn.get("name") if isinstance(fn, dict) else None
-    if not isinstance(name, str) or not name:
-        raise BadRequest(f"'{where}.name' must be a non-empty string", param=f"{where}.name")
-    assert isinstance(fn, dict)
-    declaration: JSONBody = {"name": name}
-    description = fn.get("description")
-    if isinstance(description, str) and description:
-        declaration["description"] = description
-    parameters = fn.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise BadRequest(f"'{where}.parameters' must be a JSON schema object", param=f"{where}.parameters")
-    if parameters:
-        declaration["parametersJsonSchema"] = clean_schema(parameters)
-    return declaration
+    for tool in tools.items:
+        if not isinstance(tool, FunctionTool):
+            raise UnsupportedByProvider(
+                f"'{tool.where}.type' {tool.type!r}: only tools of type 'function' are supported for Gemini models",
+                param=f"{tool.where}.type",
+            )
+        declaration: JSONBody = {"name": tool.name}
+        if tool.description:
+            declaration["description"] = tool.description
+        if tool.parameters:
+            declaration["parametersJsonSchema"] = clean_schema(tool.parameters)
+        declarations.append(declaration)
+    return declarations
 
 
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
@@ -409,30 +359,19 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, str) or _is_number(value)
 
 
-def _calling_config(body: JSONBody, declarations: list[JSONBody], legacy: bool) -> JSONBody | None:
-    key = "function_call" if legacy else "tool_choice"
-    choice = body.get(key)
+def _calling_config(body: JSONBody, tools: Tools) -> JSONBody | None:
+    choice = read_tool_choice(body, tools)
     if choice is None:
         return None
-    if choice in ("none", "auto"):
-        return {"mode": choice.upper()} if declarations else None
-    if not declarations:
-        raise BadRequest(
-            f"'{key}' {choice!r} needs at least one function in '{'functions' if legacy else 'tools'}'", param=key
-        )
-    if choice == "required" and not legacy:
+    if choice.mode in ("none", "auto"):
+        return {"mode": choice.mode.upper()} if tools.items else None
+    if choice.mode == "required":
         return {"mode": "ANY"}
-    if isinstance(choice, dict):
-        fn = choice if legacy else choice.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if not legacy and choice.get("type") != "function":
-            name = None
-        if isinstance(name, str) and name in {d["name"] for d in declarations}:
-            return {"mode": "ANY", "allowedFunctionNames": [name]}
-        if isinstance(name, str):
-            raise BadRequest(f"'{key}' names the function {name!r}, which is not declared", param=key)
-    allowed = "'none', 'auto' or {'name': ...}" if legacy else "'none', 'auto', 'required' or a function"
-    raise BadRequest(f"'{key}' must be {allowed}", param=key)
+    if choice.mode == "function":
+        return {"mode": "ANY", "allowedFunctionNames": [choice.name]}
+    raise UnsupportedByProvider(
+        f"'{choice.key}.type' {choice.type!r} is not supported for Gemini models", param=f"{choice.key}.type"
+    )
 
 
 # Generation config ---------------------------------------------------------------------------
@@ -440,11 +379,8 @@ def _calling_config(body: JSONBody, declarations: list[JSONBody], legacy: bool) 
 
 def _generation_config(body: JSONBody, model: str) -> JSONBody:
     config: JSONBody = {}
-    for key, target in (("temperature", "temperature"), ("top_p", "topP")):
-        value = body.get(key)
+    for target, value in (("temperature", read_temperature(body)), ("topP", read_top_p(body))):
         if value is not None:
-            if not _is_number(value):
-                raise BadRequest(f"'{key}' must be a number", param=key)
             config[target] = value
     for key, target in (("top_k", "topK"), ("seed", "seed")):
         value = body.get(key)
@@ -452,39 +388,18 @@ def _generation_config(body: JSONBody, model: str) -> JSONBody:
             if not _is_int(value):
                 raise BadRequest(f"'{key}' must be an integer", param=key)
             config[target] = value
-    max_tokens = _max_tokens(body)
+    max_tokens = read_max_tokens(body)
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
-    stop = _stop_sequences(body.get("stop"))
+    stop = read_stop(body)
     if stop:
         config["stopSequences"] = stop
     _penalties(body, model, config)
-    _response_format(body.get("response_format"), config)
+    _response_format(body, config)
     thinking = _thinking(body)
     if thinking is not None:
         config["thinkingConfig"] = thinking
     return config
-
-
-def _max_tokens(body: JSONBody) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if value is not None:
-            if not _is_int(value) or value < 1:
-                raise BadRequest(f"'{key}' must be a positive integer", param=key)
-            result: int = value
-            return result
-    return None
-
-
-def _stop_sequences(stop: Any) -> list[str]:
-    if stop is None:
-        return []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise BadRequest("'stop' must be a string or a list of strings", param="stop")
-    return [s for s in stop if s]
 
 
 def _penalties(body: JSONBody, model: str, config: JSONBody) -> None:
@@ -498,28 +413,17 @@ def _penalties(body: JSONBody, model: str, config: JSONBody) -> None:
             config[target] = value
 
 
-def _response_format(fmt: Any, config: JSONBody) -> None:
-    if fmt is None:
+def _response_format(body: JSONBody, config: JSONBody) -> None:
+    fmt = read_response_format(body)
+    if fmt is None or fmt.type == "text":
         return
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return
-    if kind == "json_object":
-        config["responseMimeType"] = "application/json"
-        return
-    if kind == "json_schema":
-        assert isinstance(fmt, dict)
-        spec = fmt.get("json_schema")
-        if not isinstance(spec, dict):
-            raise BadRequest("'response_format.json_schema' must be an object", param="response_format")
-        config["responseMimeType"] = "application/json"
-        schema = spec.get("schema")
-        if schema is not None:
-            if not isinstance(schema, dict):
-                raise BadRequest("'response_format.json_schema.schema' must be an object", param="response_format")
-            config["responseJsonSchema"] = clean_schema(schema)
-        return
-    raise BadRequest("'response_format.type' must be one of text, json_object, json_schema", param="response_format")
+    if fmt.type not in ("json_object", "json_schema"):
+        raise UnsupportedByProvider(
+            f"'response_format.type' {fmt.type!r} is not supported for Gemini models", param="response_format.type"
+        )
+    config["responseMimeType"] = "application/json"
+    if fmt.schema is not None:
+        config["responseJsonSchema"] = clean_schema(fmt.schema)
 
 
 def _thinking(body: JSONBody) -> JSONBody | None:
@@ -531,11 +435,14 @@ def _thinking(body: JSONBody) -> JSONBody | None:
                 param="thinking_budget",
             )
     else:
-        effort = body.get("reasoning_effort")
+        effort = read_reasoning_effort(body)
         if effort is None:
             return None
         if effort not in EFFORT_BUDGETS:
-            raise BadRequest(f"'reasoning_effort' must be one of {', '.join(EFFORT_BUDGETS)}", param="reasoning_effort")
+            raise UnsupportedByProvider(
+                f"'reasoning_effort' {effort!r} has no Gemini thinking budget: use {', '.join(EFFORT_BUDGETS)}",
+                param="reasoning_effort",
+            )
         budget = EFFORT_BUDGETS[effort]
     config: JSONBody = {"thinkingBudget": budget}
     if budget != 0:

@@ -1,11 +1,17 @@
-"""Checks on a chat request body before any provider sees it: wrong types are a 400 here,
-with the offending field in ``param``, rather than a confusing answer from upstream."""
+"""Checks on a chat request body before any provider sees it: wrong types and shapes are a 400
+here, with the offending field in ``param``, rather than a confusing answer from upstream.
+
+The shape checks are the readers of ``proxy.protocols.openai_chat.reading``, the same the request
+mappers use: a malformed body gets the same 400 whichever provider would serve it, the OpenAI
+pass-through and the mock included. What is well formed but beyond a provider (``n > 1`` on
+Anthropic, a ``custom`` tool on Gemini) passes here; the mapper refuses it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from proxy.errors import BadRequest
+from proxy.protocols.openai_chat import reading
 
 __all__ = ["validate_chat_request"]
 
@@ -35,6 +41,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "top_logprobs": ((int,), "an integer"),
     "metadata": ((dict,), "an object"),
     "reasoning_effort": ((str,), "a string"),
+    "logit_bias": ((dict,), "an object"),
+    "modalities": ((list,), "an array"),
 }
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -74,9 +82,30 @@ def validate_chat_request(body: dict[str, Any]) -> None:
                 f"'messages[{i}].role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}",
                 param=f"messages[{i}].role",
             )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise BadRequest(f"'messages[{i}].content' must be a string or an array", param=f"messages[{i}].content")
-    n = body.get("n")
-    if n is not None and n < 1:
-        raise BadRequest("'n' must be at least 1", param="n")
+        _check_message(message, role, f"messages[{i}]")
+    _check_parameters(body)
+
+
+def _check_message(message: dict[str, Any], role: str, where: str) -> None:
+    reading.read_content(message.get("content"), where)
+    name = message.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadRequest(f"'{where}.name' must be a string", param=f"{where}.name")
+    if role == "assistant":
+        reading.read_tool_calls(message, where)
+        reading.read_function_call(message, where)
+    elif role == "tool":
+        reading.read_tool_call_id(message, where)
+    elif role == "function" and not name:
+        raise BadRequest(f"'{where}.name' must name the function whose result this is", param=f"{where}.name")
+
+
+def _check_parameters(body: dict[str, Any]) -> None:
+    reading.read_tool_choice(body, reading.read_tools(body))
+    reading.read_max_tokens(body)
+    reading.read_stop(body)
+    reading.read_temperature(body)
+    reading.read_top_p(body)
+    reading.read_n(body)
+    reading.read_reasoning_effort(body)
+    reading.read_response_format(body)
