@@ -23,9 +23,9 @@ from proxy.protocols.anthropic.request import build_request as anthropic_request
 from proxy.protocols.gemini.request import build_request as gemini_request
 from proxy.protocols.openai_chat.validate import validate_chat_request
 from proxy.providers.base import UpstreamRequest
+from proxy.providers.mock import build_request as mock_request
 from proxy.providers.openai import build_request as openai_request
 from proxy.server import create_app
-from proxy.transport.mock import build_request as mock_request
 from tests.support import CTX
 
 KINDS = ("openai", "anthropic", "gemini", "mock")
