@@ -21,7 +21,7 @@ import pytest
 
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UnsupportedByProvider, UpstreamError
-from proxy.protocols.anthropic.request import JSON_OBJECT_INSTRUCTION, JSON_TOOL_INSTRUCTION, build_request
+from proxy.protocols.anthropic.request import JSON_OBJECT_INSTRUCTION, JSON_TOOL_INSTRUCTION
 from proxy.protocols.anthropic.response import decode_response
 from proxy.protocols.anthropic.stream import AnthropicStream
 from proxy.protocols.anthropic.wire import JSON_TOOL, translate_error
@@ -29,6 +29,7 @@ from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion, e
 from proxy.protocols.stream import StreamContext
 from proxy.providers import provider_kind
 from proxy.providers.anthropic import PROVIDER as KIND
+from proxy.providers.anthropic import build_request
 from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
 

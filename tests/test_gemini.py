@@ -23,7 +23,7 @@ import pytest
 
 from proxy.config import build
 from proxy.errors import BadRequest, StreamError, UnsupportedByProvider, UpstreamError
-from proxy.protocols.gemini.request import build_request, clean_schema
+from proxy.protocols.gemini.request import clean_schema
 from proxy.protocols.gemini.response import decode_response
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.gemini.wire import SKIP_SIGNATURE, translate_error
@@ -31,6 +31,7 @@ from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion, e
 from proxy.protocols.stream import StreamContext
 from proxy.providers import provider_kind
 from proxy.providers.gemini import PROVIDER as KIND
+from proxy.providers.gemini import build_request
 from proxy.wire.sse import SSEDecoder
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
 

@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestServer
 
 from proxy.config import ProviderConfig, build
 from proxy.errors import BadRequest, UnsupportedByProvider
-from proxy.protocols.anthropic.request import build_request as anthropic_request
-from proxy.protocols.gemini.request import build_request as gemini_request
 from proxy.protocols.openai_chat.validate import validate_chat_request
+from proxy.providers.anthropic import build_request as anthropic_request
 from proxy.providers.base import UpstreamRequest
+from proxy.providers.gemini import build_request as gemini_request
 from proxy.providers.mock import build_request as mock_request
 from proxy.providers.openai import build_request as openai_request
 from proxy.server import create_app

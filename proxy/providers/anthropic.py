@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import orjson
+
 from proxy.config import ProviderConfig
-from proxy.protocols.anthropic.request import build_request
+from proxy.protocols.anthropic.request import build_body
 from proxy.protocols.anthropic.response import decode_response
 from proxy.protocols.anthropic.stream import AnthropicStream
-from proxy.protocols.anthropic.wire import translate_error
+from proxy.protocols.anthropic.wire import DEFAULT_VERSION, translate_error
 from proxy.protocols.stream import StreamContext, StreamEncoder
-from proxy.providers.base import Provider
+from proxy.providers.base import JSONBody, Provider, UpstreamRequest
 
-__all__ = ["PROVIDER"]
+__all__ = ["PROVIDER", "build_request"]
+
+
+def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
+    """``POST {base}/v1/messages`` with the key in ``x-api-key`` (never the client's)."""
+    headers = {"anthropic-version": str(provider.options.get("anthropic_version", DEFAULT_VERSION))}
+    if provider.api_key:
+        headers = {"x-api-key": provider.api_key, **headers}
+    headers["content-type"] = "application/json"
+    if provider.headers:  # a read-only mapping: updating from it is slow even when empty
+        headers.update(provider.headers)
+    base = provider.base_url.rstrip("/")
+    url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+    return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(build_body(body, model, provider.options)))
 
 
 def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> AnthropicStream:

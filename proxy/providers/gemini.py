@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import orjson
+
 from proxy.config import ProviderConfig
-from proxy.protocols.gemini.request import build_request
+from proxy.protocols.gemini.request import build_body, url
 from proxy.protocols.gemini.response import decode_response
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.gemini.wire import translate_error
 from proxy.protocols.stream import StreamContext, StreamEncoder
-from proxy.providers.base import Provider
+from proxy.providers.base import JSONBody, Provider, UpstreamRequest
 
-__all__ = ["PROVIDER"]
+__all__ = ["PROVIDER", "build_request"]
+
+
+def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
+    """``generateContent`` (or ``streamGenerateContent?alt=sse``) with the key in ``x-goog-api-key``."""
+    payload = orjson.dumps(build_body(body, model, provider.options))
+    headers = {"content-type": "application/json"}
+    if provider.api_key:
+        headers["x-goog-api-key"] = provider.api_key
+    if provider.headers:  # a read-only mapping: updating from it is slow even when empty
+        headers.update(provider.headers)
+    return UpstreamRequest(url=url(provider.base_url, model, bool(body.get("stream"))), headers=headers, body=payload)
 
 
 def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> GeminiStream:

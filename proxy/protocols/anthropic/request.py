@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from proxy.config import ProviderConfig
 from proxy.errors import BadRequest, UnsupportedByProvider
 from proxy.protocols.anthropic.wire import (
     DEFAULT_MAX_TOKENS,
-    DEFAULT_VERSION,
     EFFORT_BUDGETS,
     JSON_TOOL,
     MIN_THINKING_BUDGET,
@@ -40,7 +37,6 @@ from proxy.protocols.openai_chat.reading import (
     read_tools,
     read_top_p,
 )
-from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
 JSON_OBJECT_INSTRUCTION = (
     "Respond with a single valid JSON object and nothing else: no Markdown code fences, no text before or after it."
@@ -53,13 +49,18 @@ JSON_TOOL_INSTRUCTION = (
 _NO_TURNS = "'messages' must contain at least one user or assistant message"
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 
+JSONBody = dict[str, Any]
+
 
 # --------------------------------------------------------------------------------------------
 # Request
 
 
-def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
-    """The client's OpenAI chat body as an Anthropic Messages request (``body`` is not changed)."""
+def build_body(body: JSONBody, model: str, options: Mapping[str, Any]) -> JSONBody:
+    """The client's OpenAI chat body as an Anthropic Messages request body (``body`` is not changed).
+
+    ``options`` are the provider's kind options (``default_max_tokens``).
+    """
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise BadRequest("'messages' must be a list", param="messages")
@@ -68,7 +69,7 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
             "Anthropic models return one choice: 'n' greater than 1 is not supported", param="n"
         )
     system, turns = _convert_messages(messages)
-    out: JSONBody = {"model": model, "max_tokens": _max_tokens(body, provider), "messages": turns}
+    out: JSONBody = {"model": model, "max_tokens": _max_tokens(body, options), "messages": turns}
 
     thinking = _thinking(body)
     if thinking is not None:
@@ -96,23 +97,12 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     if body.get("stream"):
         out["stream"] = True
 
-    headers = {
-        "x-api-key": provider.api_key or "",
-        "anthropic-version": str(provider.options.get("anthropic_version", DEFAULT_VERSION)),
-        "content-type": "application/json",
-    }
-    if not provider.api_key:
-        del headers["x-api-key"]
-    if provider.headers:  # a read-only mapping: updating from it is slow even when empty
-        headers.update(provider.headers)
-    base = provider.base_url.rstrip("/")
-    url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
-    return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(out))
+    return out
 
 
-def _max_tokens(body: JSONBody, provider: ProviderConfig) -> int:
+def _max_tokens(body: JSONBody, options: Mapping[str, Any]) -> int:
     value = read_max_tokens(body)
-    return int(provider.options.get("default_max_tokens", DEFAULT_MAX_TOKENS)) if value is None else value
+    return int(options.get("default_max_tokens", DEFAULT_MAX_TOKENS)) if value is None else value
 
 
 def _thinking(body: JSONBody) -> JSONBody | None:

@@ -9,7 +9,6 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from proxy.config import ProviderConfig
 from proxy.errors import BadRequest, UnsupportedByProvider
 from proxy.protocols.gemini.wire import (
     API_VERSION,
@@ -41,7 +40,6 @@ from proxy.protocols.openai_chat.reading import (
     read_tools,
     read_top_p,
 )
-from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
 _IMAGE_TYPES: Mapping[str, str] = {
     "png": "image/png",
@@ -57,13 +55,16 @@ _FILES_HOST = "generativelanguage.googleapis.com"
 _NO_TURNS = "'messages' must contain at least one user or assistant message with content"
 _GEMINI_MAJOR = re.compile(r"gemini-(\d+)")
 
+JSONBody = dict[str, Any]
+
 
 # --------------------------------------------------------------------------------------------
 # Request
 
 
-def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
-    """The client's OpenAI chat body as a Gemini ``generateContent`` request (``body`` is not changed)."""
+def build_body(body: JSONBody, model: str, options: Mapping[str, Any]) -> JSONBody:
+    """The client's OpenAI chat body as a Gemini ``generateContent`` request body (``body`` is not
+    changed). ``options`` are the provider's kind options (``safety_settings``)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
         raise BadRequest("'messages' must be a list", param="messages")
@@ -82,21 +83,14 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     generation = _generation_config(body, model)
     if generation:
         out["generationConfig"] = generation
-    safety = provider.options.get("safety_settings")
+    safety = options.get("safety_settings")
     if isinstance(safety, list | tuple):
         out["safetySettings"] = list(safety)
-
-    headers = {"content-type": "application/json"}
-    if provider.api_key:
-        headers["x-goog-api-key"] = provider.api_key
-    if provider.headers:  # a read-only mapping: updating from it is slow even when empty
-        headers.update(provider.headers)
-    return UpstreamRequest(
-        url=_url(provider.base_url, model, bool(body.get("stream"))), headers=headers, body=orjson.dumps(out)
-    )
+    return out
 
 
-def _url(base_url: str, model: str, stream: bool) -> str:
+def url(base_url: str, model: str, stream: bool) -> str:
+    """The generateContent (or streaming) URL of ``model`` under ``base_url``."""
     base = base_url.rstrip("/")
     if not re.search(r"/v1(alpha|beta)?$", base):
         base = f"{base}/{API_VERSION}"
