@@ -16,8 +16,8 @@ __all__ = ["PROVIDER", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
-    headers = {"id": ctx.id, "created": str(ctx.created), "call_id_prefix": ctx.call_id_prefix}
-    return UpstreamRequest(url=f"mock://{model}", headers=headers, body=orjson.dumps({**body, "model": model}))
+    """``mock://<model>`` with the body as sent: the mock names its answers itself, like a server."""
+    return UpstreamRequest(url=f"mock://{model}", headers={}, body=orjson.dumps({**body, "model": model}))
 
 
 _NO_CONTEXT = StreamContext("", 0, "")  # the whole-body pass-through reads none
