@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -11,11 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import proxy.protocols.openai_chat.passthrough as openai_module
+import proxy.protocols.openai_chat.template as template_module
 from proxy.config import build
 from proxy.errors import StreamError, UpstreamError
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
 from proxy.providers.openai import build_request
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
+
+# The goldens are what a client that asked for usage sees (stream_options.include_usage).
+USAGE_CTX = replace(CTX, include_usage=True)
+
+
+def new_translator() -> PassthroughTranslator:
+    return PassthroughTranslator(USAGE_CTX)
+
 
 OPENAI_RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
 NORMALISED = sorted(p for d in ("mistral", "groq", "deepseek") for p in (FIXTURES / d).glob("*.chunks.jsonl"))
@@ -57,19 +67,19 @@ def accumulate(output: bytes) -> dict[str, object]:
 @pytest.mark.parametrize("path", OPENAI_RECORDINGS, ids=lambda p: p.name)
 def test_openai_recordings_pass_through_byte_for_byte(path: Path) -> None:
     data = path.read_bytes()
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     assert out == data
 
 
 @pytest.mark.parametrize("path", NORMALISED, ids=lambda p: p.name)
 def test_deviating_providers_are_normalised_to_golden_output(path: Path) -> None:
-    out = assert_same_every_split(PassthroughTranslator, framed(path))
+    out = assert_same_every_split(new_translator, framed(path))
     expected = path.with_name(path.name.replace(".chunks.jsonl", ".expected.sse")).read_bytes()
     assert out == expected
 
 
 def test_mistral_tool_call_gets_index_type_and_separate_usage_chunk() -> None:
-    out = run_translator(PassthroughTranslator(), [framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")])
+    out = run_translator(new_translator(), [framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")])
     frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
     call = frames[1]["choices"][0]["delta"]["tool_calls"][0]
     assert (call["index"], call["type"], call["id"]) == (0, "function", "gSIMJiOkT")
@@ -88,7 +98,7 @@ def test_groq_usage_is_lifted_from_x_groq() -> None:
         "x_groq": {"id": "req", "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}},
     }
     data = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-    out = run_translator(PassthroughTranslator(), [data])
+    out = run_translator(new_translator(), [data])
     assert accumulate(out)["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     last = orjson.loads(out.split(b"\n\n")[1][6:])
     assert last["choices"] == []
@@ -100,7 +110,7 @@ def test_model_length_becomes_length_and_reasoning_is_mirrored() -> None:
         {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]},
     ]
     data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-    result = accumulate(run_translator(PassthroughTranslator(), [data]))
+    result = accumulate(run_translator(new_translator(), [data]))
     assert result["finish"] == "length"
     assert result["reasoning"] == "hmm"
 
@@ -108,28 +118,29 @@ def test_model_length_becomes_length_and_reasoning_is_mirrored() -> None:
 def test_crlf_framed_upstream_is_reframed_with_lf() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     crlf = data.replace(b"\n", b"\r\n")
-    out = assert_same_every_split(PassthroughTranslator, crlf)
+    out = assert_same_every_split(new_translator, crlf)
     assert out == data
 
 
 def test_upstream_comments_are_not_forwarded_and_do_not_break_framing() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     with_comments = b": OPENROUTER PROCESSING\n\n" + data.replace(b"\n\ndata: ", b"\n\n: ping\n\ndata: ", 3)
-    assert assert_same_every_split(PassthroughTranslator, with_comments) == data
+    assert assert_same_every_split(new_translator, with_comments) == data
 
 
 def test_stream_without_done_is_truncated() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     cut = data[: data.index(b"data: [DONE]")]
-    translator = PassthroughTranslator()
-    assert translator.feed(cut) == cut
+    usage = cut[cut.rindex(b"data: {") :]
+    translator = new_translator()
+    assert translator.feed(cut) == cut.removesuffix(usage)  # usage waits for [DONE]
     with pytest.raises(StreamError, match="truncated"):
         translator.finish()
 
 
 def test_stream_cut_mid_event_is_truncated() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
-    translator = PassthroughTranslator()
+    translator = new_translator()
     out = translator.feed(data[:500])
     assert data.startswith(out) and len(out) < 500
     with pytest.raises(StreamError):
@@ -139,7 +150,7 @@ def test_stream_cut_mid_event_is_truncated() -> None:
 def test_error_frame_mid_stream_raises_with_frames_before_it() -> None:
     good = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
     bad = b'data: {"error":{"message":"model overloaded","type":"server_error","code":"overloaded"}}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     with pytest.raises(StreamError) as info:
         translator.feed(good + bad)
     assert info.value.output == good
@@ -149,21 +160,21 @@ def test_error_frame_mid_stream_raises_with_frames_before_it() -> None:
 
 def test_vllm_error_object_raises() -> None:
     with pytest.raises(StreamError, match="boom"):
-        PassthroughTranslator().feed(b'data: {"object":"error","message":"boom","type":"BadRequestError"}\n\n')
+        new_translator().feed(b'data: {"object":"error","message":"boom","type":"BadRequestError"}\n\n')
 
 
 def test_malformed_json_in_a_frame_that_needs_a_look_raises() -> None:
     with pytest.raises(StreamError, match="malformed"):
-        PassthroughTranslator().feed(b'data: {"x_groq": nope}\n\n')
+        new_translator().feed(b'data: {"x_groq": nope}\n\n')
 
 
 def test_content_mentioning_error_in_quotes_passes_untouched() -> None:
     frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\\"error\\" said"},"finish_reason":null}]}\n\n'
-    assert PassthroughTranslator().feed(frame) == frame
+    assert new_translator().feed(frame) == frame
 
 
 def test_nothing_after_done_is_forwarded() -> None:
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(b"data: [DONE]\n\ndata: {}\n\n") == b"data: [DONE]\n\n"
     assert translator.done
     assert translator.feed(b"data: {}\n\n") == b""
@@ -172,7 +183,7 @@ def test_nothing_after_done_is_forwarded() -> None:
 
 def test_oversized_event_is_an_error_not_unbounded_growth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("proxy.protocols.openai_chat.passthrough.MAX_EVENT_BYTES", 1000)
-    translator = PassthroughTranslator()
+    translator = new_translator()
     with pytest.raises(StreamError, match="exceeds"):
         for _ in range(20):
             translator.feed(b"data: " + b"x" * 100)
@@ -250,7 +261,7 @@ def test_frames_after_the_learnt_template_are_still_checked() -> None:
     quoted = head + b'"delta":{"content":"say \\"hi\\""},"finish_reason":null}]}\n\n'
     reasoning = head + b'"delta":{"content":"x","reasoning":"why"},"finish_reason":null}]}\n\n'
     sneaky = head + b'"delta":{"content":"a"},"finish_reason":"model_length"}]}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(plain) == plain  # learns the template
     assert translator.feed(plain) == plain  # fast path
     assert translator.feed(quoted) == quoted
@@ -260,7 +271,7 @@ def test_frames_after_the_learnt_template_are_still_checked() -> None:
 
 def test_done_inside_content_does_not_end_the_stream() -> None:
     frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"data: [DONE] is the end marker"}}]}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(frame + frame) == frame + frame
     assert not translator.done
 
@@ -272,19 +283,19 @@ def test_frames_that_need_no_rewrite_keep_their_exact_bytes_in_a_read_with_one_t
     mistral = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]}
     deviating = b"data: " + orjson.dumps(mistral) + b"\n\n"
     data = plain + plain + deviating + plain + usage + b"data: [DONE]\n\n"
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     rewritten = b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
     assert out == plain + plain + rewritten + plain + usage + b"data: [DONE]\n\n"
 
 
-def test_usage_riding_on_a_chunk_with_choices_is_still_split_off() -> None:
+def test_usage_riding_on_a_chunk_with_choices_is_split_off_and_only_the_last_usage_is_sent() -> None:
     chunk = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"total_tokens": 5}}
     data = b'data: {"id":"c","choices":[],"usage":{"total_tokens":1}}\n\n'  # a first, OpenAI-shaped one
     data += b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
-    assert [f["choices"] == [] for f in frames] == [True, False, True]
-    assert "usage" not in frames[1] and frames[2]["usage"] == {"total_tokens": 5}
+    assert [f["choices"] == [] for f in frames] == [False, True]
+    assert "usage" not in frames[0] and frames[1]["usage"] == {"total_tokens": 5}
 
 
 _PLAIN_TEXT = st.lists(
@@ -330,8 +341,8 @@ def assert_whole_frame_reads_match_byte_by_byte(data: bytes, sizes: list[int]) -
             break
         reads.append(b"".join(frame_list[i : i + n]))
         i += n
-    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
-    assert run_translator(PassthroughTranslator(), reads) == reference
+    reference = run_translator(new_translator(), [data[k : k + 1] for k in range(len(data))])
+    assert run_translator(new_translator(), reads) == reference
 
 
 @settings(max_examples=200, deadline=None)
@@ -393,11 +404,11 @@ def test_padded_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatc
     sneaky = _chunk_frame({"content": "x", "reasoning": "r"}, usage=None, obfuscation="pad")
     done = b"data: [DONE]\n\n"
     reads = [f0, f1 + f2, f3[:30], f3[30:], sneaky, done]
-    out = run_translator(PassthroughTranslator(), reads)
+    out = run_translator(new_translator(), reads)
     mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"}, usage=None, obfuscation="pad")
     assert out == f0 + f1 + f2 + f3 + mirrored + done
-    # f0 teaches the padded template; then only the reasoning frame and [DONE] are searched.
-    assert searched == [f0, sneaky, done]
+    # f0 teaches the padded template; then only the reasoning frame is searched.
+    assert searched == [f0, sneaky]
 
 
 def test_a_padded_frame_must_hold_the_whole_suffix_not_only_as_many_quotes() -> None:
@@ -406,7 +417,7 @@ def test_a_padded_frame_must_hold_the_whole_suffix_not_only_as_many_quotes() -> 
     # the suffix should be: "reasoning":"r" (4 quotes) instead of logprobs and usage (4 too).
     odd = learn.replace(b'"Hi"},"logprobs":null,', b'"x","reasoning":"r"},').replace(b'"usage":null,', b"")
     assert odd.count(b'"') == learn.count(b'"') and orjson.loads(odd[6:])
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(learn) == learn
     delta = orjson.loads(translator.feed(odd)[6:])["choices"][0]["delta"]
     assert delta["reasoning_content"] == "r"
@@ -417,7 +428,7 @@ def test_plain_content_frames_pass_byte_for_byte_in_reads_of_several_frames(text
     frames = [_chunk_frame({"content": t}) for t in texts]
     data = b"".join(frames) + b"data: [DONE]\n\n"
     reads = [b"".join(frames[i : i + size]) for i in range(0, len(frames), size)] + [b"data: [DONE]\n\n"]
-    assert run_translator(PassthroughTranslator(), reads) == data
+    assert run_translator(new_translator(), reads) == data
 
 
 def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -430,17 +441,17 @@ def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pyte
     done = b"data: [DONE]\n\n"
     # Reads cut mid-frame too (the usual case under load): the frames they complete are checked.
     reads = [f0, f1 + f2, f3[:25], f3[25:] + f4 + f5[:7], f5[7:], f6, done]
-    out = run_translator(PassthroughTranslator(), reads)
+    out = run_translator(new_translator(), reads)
     mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"})
     assert out == f0 + f1 + f2 + f3 + f4 + f5 + mirrored + done
-    # The first read teaches the template; only the reasoning frame and [DONE] need the search.
-    assert searched == [f0, f6, done]
+    # The first read teaches the template; only the reasoning frame needs the search.
+    assert searched == [f0, f6]
 
 
 @given(st.lists(st.sampled_from([b"\\", b'"', b"a"]), max_size=40).map(b"".join))
 def test_escaped_quotes_are_those_after_an_odd_run_of_backslashes(data: bytes) -> None:
     reference = sum(len(m.group(1)) % 2 for m in re.finditer(rb'(\\*)"', data))
-    assert openai_module._escaped_quotes(data) == reference
+    assert template_module.escaped_quotes(data) == reference
 
 
 def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,10 +462,10 @@ def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkey
     frames = [_chunk_frame({"role": "assistant", "content": t}) for t in ("", "Hel", "lo", ' "wo', 'rld"', "!")]
     done = b"data: [DONE]\n\n"
     reads = [frames[0] + frames[1], frames[2], frames[3] + frames[4], frames[5], done]
-    assert run_translator(PassthroughTranslator(), reads) == b"".join(reads)
+    assert run_translator(new_translator(), reads) == b"".join(reads)
     # The template is learnt from "Hel" (the empty-content frame teaches nothing, but fits it);
-    # every read but [DONE] then passes on the template.
-    assert searched == [frames[1], done]
+    # every read then passes on the template, and [DONE] needs no search.
+    assert searched == [frames[1]]
 
 
 # -- normalise = false: the upstream is OpenAI itself (the ``openai`` preset) ------------------
@@ -464,7 +475,7 @@ EXACT = PRESETS.providers["openai"]
 
 
 def exact() -> PassthroughTranslator:
-    return PassthroughTranslator(CTX, EXACT)
+    return PassthroughTranslator(USAGE_CTX, EXACT)
 
 
 def test_only_the_openai_preset_is_taken_as_exact() -> None:
@@ -474,7 +485,7 @@ def test_only_the_openai_preset_is_taken_as_exact() -> None:
     config = build({"providers": {"azure": {"kind": "openai", "base_url": "http://h", "normalise": False}}}, "<t>", {})
     assert config.providers["azure"].options["normalise"] is False
     # A Mistral shape through an exact translator passes as it came: the option is what decides.
-    data = framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")
+    data = _chunk_frame({}, "model_length") + b"data: [DONE]\n\n"
     assert run_translator(PassthroughTranslator(CTX, config.providers["azure"]), [data]) == data
     assert run_translator(PassthroughTranslator(CTX, config.providers["mistral"]), [data]) != data
 
@@ -550,14 +561,14 @@ def test_token_logprobs_are_not_taken_for_content_parts(monkeypatch: pytest.Monk
     parsed: list[object] = []
     real = PassthroughTranslator._rewrite
     monkeypatch.setattr(
-        PassthroughTranslator, "_rewrite", lambda self, chunk: parsed.append(chunk) or real(self, chunk)
+        PassthroughTranslator, "_rewrite", lambda self, chunk, frame: parsed.append(chunk) or real(self, chunk, frame)
     )
     data = (FIXTURES / "openai" / "chat-logprobs.sse").read_bytes()
     assert b'"logprobs":{"content":[{' in data
-    assert run_translator(PassthroughTranslator(), [data]) == data
-    assert parsed == []
+    assert run_translator(new_translator(), [data]) == data
+    assert [set(chunk) >= {"usage"} for chunk in parsed] == [True]  # only the usage chunk
     # A delta's own content list in a frame with logprobs is still rewritten.
     both = _chunk_frame({"content": [{"type": "text", "text": "hi"}]})
     both = both.replace(b'"logprobs":null', b'"logprobs":{"content":[]}')
-    delta = orjson.loads(PassthroughTranslator().feed(both)[6:])["choices"][0]["delta"]
-    assert delta["content"] == "hi" and len(parsed) == 1
+    delta = orjson.loads(new_translator().feed(both)[6:])["choices"][0]["delta"]
+    assert delta["content"] == "hi" and len(parsed) == 2
