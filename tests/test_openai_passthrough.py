@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,9 +14,16 @@ from hypothesis import strategies as st
 
 import proxy.protocols.openai_chat.passthrough as openai_module
 import proxy.protocols.openai_chat.template as template_module
-from proxy.config import build
+from proxy.config import ProviderConfig, build
 from proxy.errors import StreamError, UpstreamError
-from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
+from proxy.protocols.openai_chat.passthrough import (
+    PassthroughTranslator,
+    translate_error,
+    translate_response,
+    usage_of,
+)
+from proxy.protocols.stream import Usage
+from proxy.providers.base import StreamContext
 from proxy.providers.openai import build_request
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
 
@@ -204,8 +212,101 @@ def test_build_request_rewrites_only_model_and_uses_provider_key() -> None:
     assert req.url == "http://h/v1/chat/completions"
     assert req.headers["Authorization"] == "Bearer sk-up"
     assert req.headers["X-Extra"] == "1"
-    assert orjson.loads(req.body) == {**body, "model": "org/model"}
-    assert body["model"] == "up/org/model"  # the client's body is not mutated
+    sent = {**body, "model": "org/model", "stream_options": {"include_usage": True}}  # usage always asked
+    assert orjson.loads(req.body) == sent
+    assert body["model"] == "up/org/model" and "stream_options" not in body  # the client's body is not mutated
+
+
+def test_build_request_asks_a_stream_for_usage_keeping_the_client_stream_options() -> None:
+    provider = build({"providers": {"up": {"kind": "openai", "base_url": "http://h/v1"}}}, "<t>", {}).providers["up"]
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    own = {**chat, "stream": True, "stream_options": {"include_obfuscation": False, "include_usage": False}}
+    sent = orjson.loads(build_request(own, "m", provider, CTX).body)
+    assert sent["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    assert own["stream_options"] == {"include_obfuscation": False, "include_usage": False}
+    assert "stream_options" not in orjson.loads(build_request(chat, "m", provider, CTX).body)  # not a stream
+    # stream_usage = false: servers that reject stream_options get the client's body as it was.
+    quiet = replace(provider, options={**provider.options, "stream_usage": False})
+    assert orjson.loads(build_request(own, "m", quiet, CTX).body) == own
+    assert "stream_options" not in orjson.loads(build_request({**chat, "stream": True}, "m", quiet, CTX).body)
+
+
+# -- usage: always read, sent only to clients that asked ---------------------------------------
+
+
+def _usage_reads(data: bytes, ctx: StreamContext, provider: ProviderConfig | None = None) -> tuple[bytes, Usage | None]:
+    """The output (the same for every split of ``data``) and the usage read."""
+    translators: list[PassthroughTranslator] = []
+
+    def make() -> PassthroughTranslator:
+        translators.append(PassthroughTranslator(ctx, provider))
+        return translators[-1]
+
+    out = assert_same_every_split(make, data)
+    assert all(t.usage == translators[0].usage for t in translators)
+    return out, translators[0].usage
+
+
+@pytest.mark.parametrize(
+    ("path", "usage"),
+    [
+        (FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl", Usage(124, 22)),
+        (FIXTURES / "groq" / "groq-tool-call-x-groq-usage.chunks.jsonl", Usage(210, 15)),
+        (FIXTURES / "deepseek" / "deepseek-reasoning-content-tool-call.chunks.jsonl", Usage(374, 61, 256, None, 17)),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_usage_is_read_and_reaches_only_clients_that_asked(path: Path, usage: Usage) -> None:
+    data = framed(path)
+    golden = path.with_name(path.name.replace(".chunks.jsonl", ".expected.sse")).read_bytes()
+    asked, read = _usage_reads(data, USAGE_CTX)
+    assert asked == golden and read == usage
+    frames = [orjson.loads(f[6:]) for f in asked.split(b"\n\n") if f.startswith(b"data: {")]
+    assert [f["choices"] == [] for f in frames].count(True) == 1 and frames[-1]["choices"] == []
+    plain, read = _usage_reads(data, CTX)
+    assert read == usage
+    frames = [orjson.loads(f[6:]) for f in plain.split(b"\n\n") if f.startswith(b"data: {")]
+    assert all(f["choices"] and f.get("usage") is None for f in frames)  # removed, not split off
+    assert accumulate(plain) == {**accumulate(asked), "usage": None}
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_openai_usage_chunk_is_read_and_dropped_for_clients_that_did_not_ask(normalise: bool) -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    provider = EXACT if not normalise else PRESETS.providers["openrouter"]
+    usage_frame = data[data.rindex(b"data: {") : data.rindex(b"data: [DONE]")]
+    assert b'"choices":[]' in usage_frame
+    asked, read = _usage_reads(data, USAGE_CTX, provider)
+    assert asked == data and read == Usage(14, 47)
+    plain, read = _usage_reads(data, CTX, provider)
+    assert plain == data.replace(usage_frame, b"") and read == Usage(14, 47)
+
+
+def test_usage_details_map_to_cached_and_reasoning_tokens() -> None:
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+    assert usage_of(usage) == Usage(9, 5, cached_tokens=4, reasoning_tokens=2)
+    assert usage_of({"total_tokens": 3, "prompt_tokens": "x"}) == Usage(0, 0)
+
+
+def test_exact_mode_parses_only_the_usage_frame_never_usage_null(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[object] = []
+    real = PassthroughTranslator._rewrite
+    monkeypatch.setattr(
+        PassthroughTranslator, "_rewrite", lambda self, chunk, frame: parsed.append(chunk) or real(self, chunk, frame)
+    )
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    frames = [_obfuscated({"content": t}, i) for i, t in enumerate(("Hel", "lo", "!"))]
+    last = b'data: {"id":"c","choices":[],"usage":' + orjson.dumps(usage) + b',"obfuscation":"z"}\n\n'
+    data = b"".join(frames) + last + b"data: [DONE]\n\n"
+    assert b'"usage":null' in frames[0]
+    translator = PassthroughTranslator(CTX, EXACT)
+    assert run_translator(translator, [data]) == b"".join(frames) + b"data: [DONE]\n\n"
+    assert parsed == [orjson.loads(last[6:])] and translator.usage == Usage(3, 2)
 
 
 def test_non_stream_body_passes_through_or_is_normalised() -> None:
@@ -572,3 +673,21 @@ def test_token_logprobs_are_not_taken_for_content_parts(monkeypatch: pytest.Monk
     both = both.replace(b'"logprobs":null', b'"logprobs":{"content":[]}')
     delta = orjson.loads(new_translator().feed(both)[6:])["choices"][0]["delta"]
     assert delta["content"] == "hi" and len(parsed) == 2
+
+
+def test_a_long_event_costs_time_linear_in_its_size() -> None:
+    from tests.linear import assert_linear
+
+    def make() -> Callable[[bytes], object]:
+        return new_translator().feed
+
+    # One content frame growing over a thousand reads: the unfinished frame must not be
+    # re-copied or re-scanned by every read.
+    head = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"'
+    assert_linear(make, lambda n: head + b"x" * n + b'"}}]}\n\n')
+
+
+def test_a_whole_body_that_is_an_error_object_is_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError, match="boom") as info:
+        translate_response(b'{"object":"error","message":"boom","type":"BadRequestError"}', CTX)
+    assert info.value.status == 502 and info.value.type == "BadRequestError"
