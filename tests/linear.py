@@ -20,7 +20,7 @@ from collections.abc import Callable
 MiB = 1024 * 1024
 READ = 16 * 1024
 EVENT = 16 * MiB - 4096  # under the 16 MiB cap, framing included
-FACTOR = 32
+FACTOR = 64
 
 
 class Reference:

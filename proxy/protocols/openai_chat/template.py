@@ -79,8 +79,10 @@ class FrameTemplate:
             end = frame.find(b'"', end)
             if end < 0:
                 return None
-            backslashes = len(frame[start:end]) - len(frame[start:end].rstrip(b"\\"))
-            if backslashes % 2 == 0:
+            before = end  # count the backslashes before it without copying the content
+            while before > start and frame[before - 1] == 0x5C:
+                before -= 1
+            if (end - before) % 2 == 0:
                 break
             end += 1
         if b"\\" in frame[:start] or b"\\" in frame[end:] or first_trigger(frame) >= 0:
