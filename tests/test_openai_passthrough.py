@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -11,12 +13,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import proxy.protocols.openai_chat.passthrough as openai_module
-from proxy.config import build
+import proxy.protocols.openai_chat.template as template_module
+from proxy.config import ProviderConfig, build
 from proxy.errors import StreamError, UpstreamError
 from proxy.protocols.openai_chat.encode import error_body
-from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
+from proxy.protocols.openai_chat.passthrough import (
+    PassthroughTranslator,
+    translate_error,
+    translate_response,
+    usage_of,
+)
+from proxy.protocols.stream import StreamContext, Usage
 from proxy.providers.openai import build_request
 from tests.support import CTX, FIXTURES, assert_same_every_split, run_translator
+
+# The goldens are what a client that asked for usage sees (stream_options.include_usage).
+USAGE_CTX = replace(CTX, include_usage=True)
+
+
+def new_translator() -> PassthroughTranslator:
+    return PassthroughTranslator(USAGE_CTX)
+
 
 OPENAI_RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
 NORMALISED = sorted(p for d in ("mistral", "groq", "deepseek") for p in (FIXTURES / d).glob("*.chunks.jsonl"))
@@ -58,19 +75,19 @@ def accumulate(output: bytes) -> dict[str, object]:
 @pytest.mark.parametrize("path", OPENAI_RECORDINGS, ids=lambda p: p.name)
 def test_openai_recordings_pass_through_byte_for_byte(path: Path) -> None:
     data = path.read_bytes()
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     assert out == data
 
 
 @pytest.mark.parametrize("path", NORMALISED, ids=lambda p: p.name)
 def test_deviating_providers_are_normalised_to_golden_output(path: Path) -> None:
-    out = assert_same_every_split(PassthroughTranslator, framed(path))
+    out = assert_same_every_split(new_translator, framed(path))
     expected = path.with_name(path.name.replace(".chunks.jsonl", ".expected.sse")).read_bytes()
     assert out == expected
 
 
 def test_mistral_tool_call_gets_index_type_and_separate_usage_chunk() -> None:
-    out = run_translator(PassthroughTranslator(), [framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")])
+    out = run_translator(new_translator(), [framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")])
     frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
     call = frames[1]["choices"][0]["delta"]["tool_calls"][0]
     assert (call["index"], call["type"], call["id"]) == (0, "function", "gSIMJiOkT")
@@ -89,7 +106,7 @@ def test_groq_usage_is_lifted_from_x_groq() -> None:
         "x_groq": {"id": "req", "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}},
     }
     data = b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-    out = run_translator(PassthroughTranslator(), [data])
+    out = run_translator(new_translator(), [data])
     assert accumulate(out)["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     last = orjson.loads(out.split(b"\n\n")[1][6:])
     assert last["choices"] == []
@@ -101,7 +118,7 @@ def test_model_length_becomes_length_and_reasoning_is_mirrored() -> None:
         {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]},
     ]
     data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-    result = accumulate(run_translator(PassthroughTranslator(), [data]))
+    result = accumulate(run_translator(new_translator(), [data]))
     assert result["finish"] == "length"
     assert result["reasoning"] == "hmm"
 
@@ -109,28 +126,29 @@ def test_model_length_becomes_length_and_reasoning_is_mirrored() -> None:
 def test_crlf_framed_upstream_is_reframed_with_lf() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     crlf = data.replace(b"\n", b"\r\n")
-    out = assert_same_every_split(PassthroughTranslator, crlf)
+    out = assert_same_every_split(new_translator, crlf)
     assert out == data
 
 
 def test_upstream_comments_are_not_forwarded_and_do_not_break_framing() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     with_comments = b": OPENROUTER PROCESSING\n\n" + data.replace(b"\n\ndata: ", b"\n\n: ping\n\ndata: ", 3)
-    assert assert_same_every_split(PassthroughTranslator, with_comments) == data
+    assert assert_same_every_split(new_translator, with_comments) == data
 
 
 def test_stream_without_done_is_truncated() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
     cut = data[: data.index(b"data: [DONE]")]
-    translator = PassthroughTranslator()
-    assert translator.feed(cut) == cut
+    usage = cut[cut.rindex(b"data: {") :]
+    translator = new_translator()
+    assert translator.feed(cut) == cut.removesuffix(usage)  # usage waits for [DONE]
     with pytest.raises(StreamError, match="truncated"):
         translator.finish()
 
 
 def test_stream_cut_mid_event_is_truncated() -> None:
     data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
-    translator = PassthroughTranslator()
+    translator = new_translator()
     out = translator.feed(data[:500])
     assert data.startswith(out) and len(out) < 500
     with pytest.raises(StreamError):
@@ -140,7 +158,7 @@ def test_stream_cut_mid_event_is_truncated() -> None:
 def test_error_frame_mid_stream_raises_with_frames_before_it() -> None:
     good = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
     bad = b'data: {"error":{"message":"model overloaded","type":"server_error","code":"overloaded"}}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     with pytest.raises(StreamError) as info:
         translator.feed(good + bad)
     assert info.value.output == good
@@ -150,21 +168,21 @@ def test_error_frame_mid_stream_raises_with_frames_before_it() -> None:
 
 def test_vllm_error_object_raises() -> None:
     with pytest.raises(StreamError, match="boom"):
-        PassthroughTranslator().feed(b'data: {"object":"error","message":"boom","type":"BadRequestError"}\n\n')
+        new_translator().feed(b'data: {"object":"error","message":"boom","type":"BadRequestError"}\n\n')
 
 
 def test_malformed_json_in_a_frame_that_needs_a_look_raises() -> None:
     with pytest.raises(StreamError, match="malformed"):
-        PassthroughTranslator().feed(b'data: {"x_groq": nope}\n\n')
+        new_translator().feed(b'data: {"x_groq": nope}\n\n')
 
 
 def test_content_mentioning_error_in_quotes_passes_untouched() -> None:
     frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"\\"error\\" said"},"finish_reason":null}]}\n\n'
-    assert PassthroughTranslator().feed(frame) == frame
+    assert new_translator().feed(frame) == frame
 
 
 def test_nothing_after_done_is_forwarded() -> None:
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(b"data: [DONE]\n\ndata: {}\n\n") == b"data: [DONE]\n\n"
     assert translator.done
     assert translator.feed(b"data: {}\n\n") == b""
@@ -173,7 +191,7 @@ def test_nothing_after_done_is_forwarded() -> None:
 
 def test_oversized_event_is_an_error_not_unbounded_growth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("proxy.protocols.openai_chat.passthrough.MAX_EVENT_BYTES", 1000)
-    translator = PassthroughTranslator()
+    translator = new_translator()
     with pytest.raises(StreamError, match="exceeds"):
         for _ in range(20):
             translator.feed(b"data: " + b"x" * 100)
@@ -194,8 +212,101 @@ def test_build_request_rewrites_only_model_and_uses_provider_key() -> None:
     assert req.url == "http://h/v1/chat/completions"
     assert req.headers["Authorization"] == "Bearer sk-up"
     assert req.headers["X-Extra"] == "1"
-    assert orjson.loads(req.body) == {**body, "model": "org/model"}
-    assert body["model"] == "up/org/model"  # the client's body is not mutated
+    sent = {**body, "model": "org/model", "stream_options": {"include_usage": True}}  # usage always asked
+    assert orjson.loads(req.body) == sent
+    assert body["model"] == "up/org/model" and "stream_options" not in body  # the client's body is not mutated
+
+
+def test_build_request_asks_a_stream_for_usage_keeping_the_client_stream_options() -> None:
+    provider = build({"providers": {"up": {"kind": "openai", "base_url": "http://h/v1"}}}, "<t>", {}).providers["up"]
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    own = {**chat, "stream": True, "stream_options": {"include_obfuscation": False, "include_usage": False}}
+    sent = orjson.loads(build_request(own, "m", provider, CTX).body)
+    assert sent["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    assert own["stream_options"] == {"include_obfuscation": False, "include_usage": False}
+    assert "stream_options" not in orjson.loads(build_request(chat, "m", provider, CTX).body)  # not a stream
+    # stream_usage = false: servers that reject stream_options get the client's body as it was.
+    quiet = replace(provider, options={**provider.options, "stream_usage": False})
+    assert orjson.loads(build_request(own, "m", quiet, CTX).body) == own
+    assert "stream_options" not in orjson.loads(build_request({**chat, "stream": True}, "m", quiet, CTX).body)
+
+
+# -- usage: always read, sent only to clients that asked ---------------------------------------
+
+
+def _usage_reads(data: bytes, ctx: StreamContext, provider: ProviderConfig | None = None) -> tuple[bytes, Usage | None]:
+    """The output (the same for every split of ``data``) and the usage read."""
+    translators: list[PassthroughTranslator] = []
+
+    def make() -> PassthroughTranslator:
+        translators.append(PassthroughTranslator(ctx, provider))
+        return translators[-1]
+
+    out = assert_same_every_split(make, data)
+    assert all(t.usage == translators[0].usage for t in translators)
+    return out, translators[0].usage
+
+
+@pytest.mark.parametrize(
+    ("path", "usage"),
+    [
+        (FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl", Usage(124, 22)),
+        (FIXTURES / "groq" / "groq-tool-call-x-groq-usage.chunks.jsonl", Usage(210, 15)),
+        (FIXTURES / "deepseek" / "deepseek-reasoning-content-tool-call.chunks.jsonl", Usage(374, 61, 256, None, 17)),
+    ],
+    ids=lambda v: getattr(v, "name", ""),
+)
+def test_usage_is_read_and_reaches_only_clients_that_asked(path: Path, usage: Usage) -> None:
+    data = framed(path)
+    golden = path.with_name(path.name.replace(".chunks.jsonl", ".expected.sse")).read_bytes()
+    asked, read = _usage_reads(data, USAGE_CTX)
+    assert asked == golden and read == usage
+    frames = [orjson.loads(f[6:]) for f in asked.split(b"\n\n") if f.startswith(b"data: {")]
+    assert [f["choices"] == [] for f in frames].count(True) == 1 and frames[-1]["choices"] == []
+    plain, read = _usage_reads(data, CTX)
+    assert read == usage
+    frames = [orjson.loads(f[6:]) for f in plain.split(b"\n\n") if f.startswith(b"data: {")]
+    assert all(f["choices"] and f.get("usage") is None for f in frames)  # removed, not split off
+    assert accumulate(plain) == {**accumulate(asked), "usage": None}
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_openai_usage_chunk_is_read_and_dropped_for_clients_that_did_not_ask(normalise: bool) -> None:
+    data = (FIXTURES / "openai" / "chat-text-stream.sse").read_bytes()
+    provider = EXACT if not normalise else PRESETS.providers["openrouter"]
+    usage_frame = data[data.rindex(b"data: {") : data.rindex(b"data: [DONE]")]
+    assert b'"choices":[]' in usage_frame
+    asked, read = _usage_reads(data, USAGE_CTX, provider)
+    assert asked == data and read == Usage(14, 47)
+    plain, read = _usage_reads(data, CTX, provider)
+    assert plain == data.replace(usage_frame, b"") and read == Usage(14, 47)
+
+
+def test_usage_details_map_to_cached_and_reasoning_tokens() -> None:
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+    assert usage_of(usage) == Usage(9, 5, cached_tokens=4, reasoning_tokens=2)
+    assert usage_of({"total_tokens": 3, "prompt_tokens": "x"}) == Usage(0, 0)
+
+
+def test_exact_mode_parses_only_the_usage_frame_never_usage_null(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[object] = []
+    real = PassthroughTranslator._rewrite
+    monkeypatch.setattr(
+        PassthroughTranslator, "_rewrite", lambda self, chunk, frame: parsed.append(chunk) or real(self, chunk, frame)
+    )
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    frames = [_obfuscated({"content": t}, i) for i, t in enumerate(("Hel", "lo", "!"))]
+    last = b'data: {"id":"c","choices":[],"usage":' + orjson.dumps(usage) + b',"obfuscation":"z"}\n\n'
+    data = b"".join(frames) + last + b"data: [DONE]\n\n"
+    assert b'"usage":null' in frames[0]
+    translator = PassthroughTranslator(CTX, EXACT)
+    assert run_translator(translator, [data]) == b"".join(frames) + b"data: [DONE]\n\n"
+    assert parsed == [orjson.loads(last[6:])] and translator.usage == Usage(3, 2)
 
 
 def test_non_stream_body_passes_through_or_is_normalised() -> None:
@@ -251,7 +362,7 @@ def test_frames_after_the_learnt_template_are_still_checked() -> None:
     quoted = head + b'"delta":{"content":"say \\"hi\\""},"finish_reason":null}]}\n\n'
     reasoning = head + b'"delta":{"content":"x","reasoning":"why"},"finish_reason":null}]}\n\n'
     sneaky = head + b'"delta":{"content":"a"},"finish_reason":"model_length"}]}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(plain) == plain  # learns the template
     assert translator.feed(plain) == plain  # fast path
     assert translator.feed(quoted) == quoted
@@ -261,7 +372,7 @@ def test_frames_after_the_learnt_template_are_still_checked() -> None:
 
 def test_done_inside_content_does_not_end_the_stream() -> None:
     frame = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"data: [DONE] is the end marker"}}]}\n\n'
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(frame + frame) == frame + frame
     assert not translator.done
 
@@ -273,19 +384,19 @@ def test_frames_that_need_no_rewrite_keep_their_exact_bytes_in_a_read_with_one_t
     mistral = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "model_length"}]}
     deviating = b"data: " + orjson.dumps(mistral) + b"\n\n"
     data = plain + plain + deviating + plain + usage + b"data: [DONE]\n\n"
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     rewritten = b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\n\n'
     assert out == plain + plain + rewritten + plain + usage + b"data: [DONE]\n\n"
 
 
-def test_usage_riding_on_a_chunk_with_choices_is_still_split_off() -> None:
+def test_usage_riding_on_a_chunk_with_choices_is_split_off_and_only_the_last_usage_is_sent() -> None:
     chunk = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"total_tokens": 5}}
     data = b'data: {"id":"c","choices":[],"usage":{"total_tokens":1}}\n\n'  # a first, OpenAI-shaped one
     data += b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-    out = assert_same_every_split(PassthroughTranslator, data)
+    out = assert_same_every_split(new_translator, data)
     frames = [orjson.loads(f[6:]) for f in out.split(b"\n\n") if f.startswith(b"data: {")]
-    assert [f["choices"] == [] for f in frames] == [True, False, True]
-    assert "usage" not in frames[1] and frames[2]["usage"] == {"total_tokens": 5}
+    assert [f["choices"] == [] for f in frames] == [False, True]
+    assert "usage" not in frames[0] and frames[1]["usage"] == {"total_tokens": 5}
 
 
 _PLAIN_TEXT = st.lists(
@@ -331,8 +442,8 @@ def assert_whole_frame_reads_match_byte_by_byte(data: bytes, sizes: list[int]) -
             break
         reads.append(b"".join(frame_list[i : i + n]))
         i += n
-    reference = run_translator(PassthroughTranslator(), [data[k : k + 1] for k in range(len(data))])
-    assert run_translator(PassthroughTranslator(), reads) == reference
+    reference = run_translator(new_translator(), [data[k : k + 1] for k in range(len(data))])
+    assert run_translator(new_translator(), reads) == reference
 
 
 @settings(max_examples=200, deadline=None)
@@ -394,11 +505,11 @@ def test_padded_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatc
     sneaky = _chunk_frame({"content": "x", "reasoning": "r"}, usage=None, obfuscation="pad")
     done = b"data: [DONE]\n\n"
     reads = [f0, f1 + f2, f3[:30], f3[30:], sneaky, done]
-    out = run_translator(PassthroughTranslator(), reads)
+    out = run_translator(new_translator(), reads)
     mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"}, usage=None, obfuscation="pad")
     assert out == f0 + f1 + f2 + f3 + mirrored + done
-    # f0 teaches the padded template; then only the reasoning frame and [DONE] are searched.
-    assert searched == [f0, sneaky, done]
+    # f0 teaches the padded template; then only the reasoning frame is searched.
+    assert searched == [f0, sneaky]
 
 
 def test_a_padded_frame_must_hold_the_whole_suffix_not_only_as_many_quotes() -> None:
@@ -407,7 +518,7 @@ def test_a_padded_frame_must_hold_the_whole_suffix_not_only_as_many_quotes() -> 
     # the suffix should be: "reasoning":"r" (4 quotes) instead of logprobs and usage (4 too).
     odd = learn.replace(b'"Hi"},"logprobs":null,', b'"x","reasoning":"r"},').replace(b'"usage":null,', b"")
     assert odd.count(b'"') == learn.count(b'"') and orjson.loads(odd[6:])
-    translator = PassthroughTranslator()
+    translator = new_translator()
     assert translator.feed(learn) == learn
     delta = orjson.loads(translator.feed(odd)[6:])["choices"][0]["delta"]
     assert delta["reasoning_content"] == "r"
@@ -418,7 +529,7 @@ def test_plain_content_frames_pass_byte_for_byte_in_reads_of_several_frames(text
     frames = [_chunk_frame({"content": t}) for t in texts]
     data = b"".join(frames) + b"data: [DONE]\n\n"
     reads = [b"".join(frames[i : i + size]) for i in range(0, len(frames), size)] + [b"data: [DONE]\n\n"]
-    assert run_translator(PassthroughTranslator(), reads) == data
+    assert run_translator(new_translator(), reads) == data
 
 
 def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -431,17 +542,17 @@ def test_reads_of_plain_content_frames_skip_the_trigger_search(monkeypatch: pyte
     done = b"data: [DONE]\n\n"
     # Reads cut mid-frame too (the usual case under load): the frames they complete are checked.
     reads = [f0, f1 + f2, f3[:25], f3[25:] + f4 + f5[:7], f5[7:], f6, done]
-    out = run_translator(PassthroughTranslator(), reads)
+    out = run_translator(new_translator(), reads)
     mirrored = _chunk_frame({"content": "x", "reasoning": "r", "reasoning_content": "r"})
     assert out == f0 + f1 + f2 + f3 + f4 + f5 + mirrored + done
-    # The first read teaches the template; only the reasoning frame and [DONE] need the search.
-    assert searched == [f0, f6, done]
+    # The first read teaches the template; only the reasoning frame needs the search.
+    assert searched == [f0, f6]
 
 
 @given(st.lists(st.sampled_from([b"\\", b'"', b"a"]), max_size=40).map(b"".join))
 def test_escaped_quotes_are_those_after_an_odd_run_of_backslashes(data: bytes) -> None:
     reference = sum(len(m.group(1)) % 2 for m in re.finditer(rb'(\\*)"', data))
-    assert openai_module._escaped_quotes(data) == reference
+    assert template_module.escaped_quotes(data) == reference
 
 
 def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -452,10 +563,10 @@ def test_a_stream_repeating_the_role_in_every_delta_also_skips_the_search(monkey
     frames = [_chunk_frame({"role": "assistant", "content": t}) for t in ("", "Hel", "lo", ' "wo', 'rld"', "!")]
     done = b"data: [DONE]\n\n"
     reads = [frames[0] + frames[1], frames[2], frames[3] + frames[4], frames[5], done]
-    assert run_translator(PassthroughTranslator(), reads) == b"".join(reads)
+    assert run_translator(new_translator(), reads) == b"".join(reads)
     # The template is learnt from "Hel" (the empty-content frame teaches nothing, but fits it);
-    # every read but [DONE] then passes on the template.
-    assert searched == [frames[1], done]
+    # every read then passes on the template, and [DONE] needs no search.
+    assert searched == [frames[1]]
 
 
 # -- normalise = false: the upstream is OpenAI itself (the ``openai`` preset) ------------------
@@ -465,7 +576,7 @@ EXACT = PRESETS.providers["openai"]
 
 
 def exact() -> PassthroughTranslator:
-    return PassthroughTranslator(CTX, EXACT)
+    return PassthroughTranslator(USAGE_CTX, EXACT)
 
 
 def test_only_the_openai_preset_is_taken_as_exact() -> None:
@@ -475,7 +586,7 @@ def test_only_the_openai_preset_is_taken_as_exact() -> None:
     config = build({"providers": {"azure": {"kind": "openai", "base_url": "http://h", "normalise": False}}}, "<t>", {})
     assert config.providers["azure"].options["normalise"] is False
     # A Mistral shape through an exact translator passes as it came: the option is what decides.
-    data = framed(FIXTURES / "mistral" / "mistral-tool-call.chunks.jsonl")
+    data = _chunk_frame({}, "model_length") + b"data: [DONE]\n\n"
     assert run_translator(PassthroughTranslator(CTX, config.providers["azure"]), [data]) == data
     assert run_translator(PassthroughTranslator(CTX, config.providers["mistral"]), [data]) != data
 
@@ -551,14 +662,32 @@ def test_token_logprobs_are_not_taken_for_content_parts(monkeypatch: pytest.Monk
     parsed: list[object] = []
     real = PassthroughTranslator._rewrite
     monkeypatch.setattr(
-        PassthroughTranslator, "_rewrite", lambda self, chunk: parsed.append(chunk) or real(self, chunk)
+        PassthroughTranslator, "_rewrite", lambda self, chunk, frame: parsed.append(chunk) or real(self, chunk, frame)
     )
     data = (FIXTURES / "openai" / "chat-logprobs.sse").read_bytes()
     assert b'"logprobs":{"content":[{' in data
-    assert run_translator(PassthroughTranslator(), [data]) == data
-    assert parsed == []
+    assert run_translator(new_translator(), [data]) == data
+    assert [set(chunk) >= {"usage"} for chunk in parsed] == [True]  # only the usage chunk
     # A delta's own content list in a frame with logprobs is still rewritten.
     both = _chunk_frame({"content": [{"type": "text", "text": "hi"}]})
     both = both.replace(b'"logprobs":null', b'"logprobs":{"content":[]}')
-    delta = orjson.loads(PassthroughTranslator().feed(both)[6:])["choices"][0]["delta"]
-    assert delta["content"] == "hi" and len(parsed) == 1
+    delta = orjson.loads(new_translator().feed(both)[6:])["choices"][0]["delta"]
+    assert delta["content"] == "hi" and len(parsed) == 2
+
+
+def test_a_long_event_costs_time_linear_in_its_size() -> None:
+    from tests.linear import assert_linear
+
+    def make() -> Callable[[bytes], object]:
+        return new_translator().feed
+
+    # One content frame growing over a thousand reads: the unfinished frame must not be
+    # re-copied or re-scanned by every read.
+    head = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"'
+    assert_linear(make, lambda n: head + b"x" * n + b'"}}]}\n\n')
+
+
+def test_a_whole_body_that_is_an_error_object_is_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError, match="boom") as info:
+        translate_response(b'{"object":"error","message":"boom","type":"BadRequestError"}', CTX)
+    assert info.value.status == 502 and info.value.type == "BadRequestError"

@@ -485,7 +485,12 @@ async def test_a_chain_mixes_provider_kinds(fakes: Fakes, start_proxy) -> None:
         sent = fakes.bodies[name][0]
         assert sent["model"] == model and sent["max_tokens"] > 0 and sent["stream"] is True
         assert sent["messages"] == [{"role": "user", "content": "hi"}] or sent["messages"][0]["role"] == "user"
-    assert fakes.bodies["o500"][0] == {"model": "gpt-x", "messages": MESSAGES, "stream": True}
+    assert fakes.bodies["o500"][0] == {
+        "model": "gpt-x",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # usage is always asked for, for the record
+    }
 
     fakes.calls.clear()
     raw = await create(model="policy/back", messages=MESSAGES, stream=True)

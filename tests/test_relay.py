@@ -17,7 +17,12 @@ from tests.conftest import UPSTREAM_KEY, Recorder, frames, openai_provider
 from tests.support import FIXTURES, refusing_port
 
 RECORDINGS = sorted((FIXTURES / "openai").glob("*.sse"))
-CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+CHAT = {
+    "model": "up/gpt-4o",
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -533,3 +534,61 @@ def test_reference_implementation_on_the_spec_examples() -> None:
     assert reference_decode(b"data: a\r\r\n") == ([Event(b"a")], False)
     assert reference_decode(BOM + BOM + b"data: x\n\n") == ([], False)
     assert reference_decode(b"retry: 5\n\nid: 1\x00\ndata:  a\n\n") == ([Event(b" a", retry=5)], False)
+
+
+# --- Cost ------------------------------------------------------------------------------------------
+
+
+def test_a_long_event_costs_time_linear_in_its_size() -> None:
+    from tests.linear import assert_linear
+
+    def make() -> Callable[[bytes], object]:
+        return SSEDecoder().feed
+
+    # One data line growing over a thousand reads, then its end: the unfinished line must not
+    # be re-copied or re-scanned by every read. A CRLF stream takes the normalising branch too.
+    assert_linear(make, lambda n: b"data: " + b"x" * n + b"\n\n")
+    assert_linear(make, lambda n: b"data: " + b"x" * (n // 2) + b"\r\ndata: " + b"y" * (n // 2) + b"\r\n\r\n")
+
+
+# --- The hook for lines that are no SSE field ------------------------------------------------------
+
+
+class Collecting(SSEDecoder):
+    """Collects the lines SSE ignores; leaves SSE at a line saying ``STOP``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[bytes] = []
+
+    def other_line(self, line: bytes) -> None:
+        self.lines.append(line)
+        if line == b"STOP":
+            self.stop_events()
+
+
+def collect(parts: list[bytes]) -> tuple[list[Event], list[bytes]]:
+    dec = Collecting()
+    events = [e for part in parts for e in dec.feed(part)]
+    events += dec.close()
+    return events, dec.lines
+
+
+def test_other_line_sees_unknown_fields_only() -> None:
+    stream = b": comment\ndata: a\nfoo: bar\nevent: e\nid: 1\nretry: 5\nplain\n\n"
+    for name, parts in splits(stream):
+        assert collect(parts) == ([Event(b"a", "e", "1", 5)], [b"foo: bar", b"plain"]), name
+
+
+def test_stop_events_drops_the_event_being_read_and_hands_over_every_later_line() -> None:
+    stream = b'data: a\n\ndata: cut short\nSTOP\ndata: b\n: c\n\n{\r\n  "x": 1\r\n}'
+    expected = ([Event(b"a")], [b"STOP", b"data: b", b": c", b"", b"{", b'  "x": 1', b"}"])
+    for name, parts in splits(stream):
+        assert collect(parts) == expected, name
+
+
+def test_after_stop_events_a_line_cut_by_the_end_is_no_incomplete_event() -> None:
+    dec = Collecting()
+    assert dec.feed(b"STOP\nhalf a li") == []
+    assert dec.close() == []
+    assert dec.lines == [b"STOP", b"half a li"]

@@ -12,13 +12,23 @@ __all__ = ["PROVIDER", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
-    """The client's body with only ``model`` rewritten; the provider's key replaces the client's."""
+    """The client's body with ``model`` rewritten; the provider's key replaces the client's.
+
+    A stream also asks for usage (``stream_options.include_usage``, other stream options kept),
+    so the proxy always learns what an answer cost; the translator hands it on only to a client
+    that asked itself (``ctx.include_usage``). The provider option ``stream_usage = false``
+    leaves the body alone, for servers that reject ``stream_options``.
+    """
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
     if provider.api_key:
         headers["Authorization"] = f"Bearer {provider.api_key}"
     if provider.headers:  # a read-only mapping: updating from it is slow even when empty
         headers.update(provider.headers)
-    payload = orjson.dumps({**body, "model": model})
+    rewritten = {**body, "model": model}
+    if body.get("stream") is True and provider.options.get("stream_usage", True) is not False:
+        options = body.get("stream_options")
+        rewritten["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    payload = orjson.dumps(rewritten)
     return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
 
 

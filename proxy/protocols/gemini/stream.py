@@ -26,17 +26,16 @@ from proxy.wire.sse import Event, SSEDecoder, SSEError
 # --------------------------------------------------------------------------------------------
 # Stream
 
-_SSE_FIELDS = (b"data", b"event", b"id", b"retry", b":")
 _RAW_LIMIT = 64 * 1024
 
 
 class _Decoder(SSEDecoder):
     """The SSE decoder, plus Gemini's habit of appending a raw (pretty-printed) JSON error body,
     without SSE framing, when a stream fails midway: a WHATWG decoder would ignore those lines as
-    unknown fields and the failure would pass unseen. The first line that is no SSE field starts
-    ``raw``: it and every later line are collected there, and ``raw_value`` is set as soon as the
-    collected lines parse as JSON (checked at line ends, so the result cannot depend on how reads
-    split)."""
+    unknown fields and the failure would pass unseen. The first line that is no SSE field leaves
+    SSE (``stop_events``: the event it cut short is dropped) and starts ``raw``: it and every
+    later non-blank line are collected there, and ``raw_value`` is set as soon as the collected
+    lines parse as JSON (checked at line ends, so the result cannot depend on how reads split)."""
 
     __slots__ = ("raw", "raw_size", "raw_value")
 
@@ -46,27 +45,16 @@ class _Decoder(SSEDecoder):
         self.raw_size = 0
         self.raw_value: Any = None
 
-    def _field(self, line: bytes) -> None:
-        if not self.raw and line.startswith(_SSE_FIELDS):
-            super()._field(line)
-            return
+    def other_line(self, line: bytes) -> None:
         if not self.raw:
-            self._data = []  # an event cut short by non-SSE bytes is dropped
-        if self.raw_value is not None or self.raw_size > _RAW_LIMIT:
+            self.stop_events()
+        if not line or self.raw_value is not None or self.raw_size > _RAW_LIMIT:
             return
         self.raw.append(line)
         self.raw_size += len(line) + 1
         if line.rstrip().endswith((b"}", b"]")):
             with contextlib.suppress(orjson.JSONDecodeError):
                 self.raw_value = orjson.loads(b"\n".join(self.raw))
-
-    def close(self) -> list[Event]:
-        if not self.raw:
-            return super().close()
-        if self._buf:
-            self._field(self._buf.removesuffix(b"\r"))
-            self._buf = b""
-        return []
 
 
 class GeminiStream:

@@ -1,19 +1,17 @@
 """OpenAI-compatible upstreams (OpenAI, Mistral, Groq, DeepSeek, OpenRouter, vLLM, Ollama, ...).
 
-The stream passes through byte for byte: ``feed`` finds complete frames with ``bytes.rfind`` and
+The stream passes through byte for byte: ``feed`` finds complete frames with byte searches and
 returns them untouched, with no JSON parse. Only frames that deviate from OpenAI's shape are
-parsed and rewritten, and they are found by a byte search on the read before any parse:
+parsed and rewritten, found by a byte search on the read before any parse: the deviations are
+the table in ``quirks``, and a stream's plain content frames skip even the search once their
+shape is learnt (``template``).
 
-- tool-call deltas without ``index``/``type`` (Mistral) get a per-stream index and ``"function"``;
-- ``finish_reason: "model_length"`` (Mistral) becomes ``length``;
-- usage under ``x_groq.usage`` (Groq) is lifted to the top level;
-- usage riding on a chunk that still has choices (Mistral, DeepSeek) is split off into the
-  OpenAI final usage chunk (``choices: []``);
-- ``delta.content`` as a list of ``thinking``/``text`` parts (Magistral) becomes
-  ``reasoning_content`` + ``content``; ``delta.reasoning`` (Groq, OpenRouter) is mirrored into
-  ``reasoning_content``;
-- an error object mid-stream (``{"error": ...}``, vLLM's ``{"object": "error"}``) ends the
-  stream as a ``StreamError``.
+Usage is read wherever the stream reports it (OpenAI's final ``choices: []`` chunk, usage
+riding on a chunk with choices as Mistral and DeepSeek send it, Groq's ``x_groq.usage``) into
+``PassthroughTranslator.usage``, and taken out of the stream. A client that asked for it
+(``stream_options.include_usage``) gets it back as exactly one OpenAI usage chunk
+(``choices: []``) just before ``[DONE]``; any other client gets no chunk without choices,
+which OpenAI's SDKs and the code written on them do not expect.
 """
 
 from __future__ import annotations
@@ -24,41 +22,24 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamError, error_type
+from proxy.protocols.openai_chat import quirks
+from proxy.protocols.openai_chat.template import FrameTemplate
 from proxy.protocols.stream import StreamContext, Usage
-from proxy.providers.base import JSONBody
-from proxy.wire.sse import SSEDecoder, SSEError
+from proxy.wire.sse import Event, SSEDecoder, SSEError
 
-__all__ = ["PassthroughTranslator", "translate_error", "translate_response"]
+JSONBody = dict[str, Any]
+
+__all__ = ["MAX_EVENT_BYTES", "PassthroughTranslator", "translate_error", "translate_response", "usage_of"]
 
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
+# Usage as an object (``"usage":null`` rides on every OpenAI chunk when usage is on: no trigger).
+_USAGE_KEYS = (b'"usage":{', b'"usage": {')
 # Byte patterns that mark a frame needing a look. A read matching none of them passes untouched.
-_TRIGGERS = (
-    b'"tool_calls"',
-    b'"usage":{',
-    b'"usage": {',
-    b"model_length",
-    b'"x_groq"',
-    b'"error"',
-    b'"content":[',
-    b'"content": [',
-    b'"reasoning":',
-)
-# Token logprobs hold a "content" list too; only a delta's content list needs a rewrite.
-_CONTENT_LISTS = ((b'"content":[', b'"logprobs":{"content":['), (b'"content": [', b'"logprobs": {"content": ['))
-# The triggers that always need a parse; usage, tool_calls and content lists are decided by
-# ``_needs_parse``.
-_PARSE_TRIGGERS = tuple(
-    t for t in _TRIGGERS if t not in (b'"tool_calls"', b'"usage":{', b'"usage": {', *(p for p, _ in _CONTENT_LISTS))
-)
+_TRIGGERS = quirks.triggers() + _USAGE_KEYS
 _DONE = b"data: [DONE]"
+_DONE_FRAME = b"data: [DONE]\n\n"
 _FRAME_DONE = b"\n\n" + _DONE  # at a frame start, never inside a content string
-# OpenAI's padding: a random-length string closing every chunk (see ``_learn``).
-_PADDING_KEY = b',"obfuscation":"'
-_PADDED_END = b'"}\n\n'
-# Where a content frame's text starts: OpenAI's shape, and the one that repeats the role in
-# every delta (OpenRouter). A frame with empty content (OpenAI's role frame) teaches nothing.
-_CONTENT_KEYS = (b'"delta":{"content":"', b'"delta":{"role":"assistant","content":"')
 
 
 class PassthroughTranslator:
@@ -66,93 +47,102 @@ class PassthroughTranslator:
 
     With the provider option ``normalise = false`` (the ``openai`` preset's), the upstream is
     taken at its word that it speaks OpenAI's exact shape: the whole frames of a read are only
-    searched for ``"error"`` and ``[DONE]``, and pass untouched otherwise. A read holding
-    ``"error"`` goes the normalising way, so a mid-stream error still ends the stream.
+    searched for ``"error"``, the usage key and ``[DONE]``, and pass untouched otherwise. A
+    read holding ``"error"`` goes the normalising way, so a mid-stream error still ends the
+    stream; a frame holding the usage key is the one frame parsed.
+
+    Reads cost time linear in their size: as in h11's ``ReceiveBuffer``, an unfinished frame
+    waits in a ``bytearray`` and only each read's new bytes are searched for the frame end.
     """
 
-    __slots__ = ("_buf", "_decoder", "_end", "_exact", "_next_tool", "_prefix", "_quotes", "_suffix", "done", "usage")
+    __slots__ = (
+        "_buf",
+        "_buf_cr",
+        "_decoder",
+        "_exact",
+        "_fixing",
+        "_include_usage",
+        "_template",
+        "_usage_frame",
+        "done",
+        "usage",
+    )
 
-    def __init__(self, ctx: StreamContext | None = None, provider: ProviderConfig | None = None) -> None:
+    def __init__(self, ctx: StreamContext, provider: ProviderConfig | None = None) -> None:
         self._exact = provider is not None and provider.options.get("normalise") is False
-        self._buf = b""
+        self._include_usage = ctx.include_usage
+        self._buf = bytearray()  # an unfinished frame: no "\n\n" in it
+        self._buf_cr = False  # whether it holds a CR (the upstream may frame with CR/CRLF)
         self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
-        self._next_tool = 0
-        # The stream's frame template, learnt from its first plain content frame: every text
-        # before the content string, and every text after it (up to and with the blank line).
-        # A later frame with the same two ends and only escaped quotes between them holds
-        # nothing but content, so it needs no trigger search (see ``_plain``). OpenAI pads each
-        # chunk with a string of random length at its end (``"obfuscation":"..."}``): then the
-        # suffix stops after that key, ``_end`` is the frame's last text, and the padding
-        # between them is a second free string, like the content.
-        self._prefix: bytes | None = None
-        self._suffix = b""
-        self._end = b""
-        self._quotes = 0  # quotes in prefix + suffix + end
+        self._fixing = quirks.Fixing(stream=True)
+        self._template: FrameTemplate | None = None
+        self._usage_frame = b""  # the usage chunk to send before [DONE], when the client asked
         self.done = False
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         # Fast path: a read made only of whole content frames shaped like the stream's earlier
         # ones needs no trigger search. Nothing is buffered, and the frames are whole.
-        if self._prefix is not None and not self._buf and self._plain(data):
+        if self._template is not None and not self._buf and self._template.plain(data):
             return data
         return self._feed(data)
 
-    def _plain(self, frames: bytes) -> bool:
-        """Whether ``frames`` (whole frames) are all template + content (see ``_learn``).
-
-        Only C-speed byte counts, no loop over frames: a read may hold a whole stream.
-        """
-        prefix, suffix, end = self._prefix, self._suffix, self._end
-        last = end or suffix
-        if prefix is None or not (frames.startswith(prefix) and frames.endswith(last)):
-            return False
-        if not end and frames.find(b'"', len(prefix), len(frames) - len(suffix)) < 0:
-            return True  # one frame, quote-free content
-        # The frame's last text holds its only two newlines (JSON strings escape theirs), so
-        # twice as many newlines as those means one per frame, at its end. The prefix can
-        # stand only at a frame start (its quotes would be escaped inside a string): as many
-        # as there are frames means one per frame. A padded template's suffix, quotes and all,
-        # can stand only outside strings too: one per frame. Then every quote beyond the
-        # template's must be escaped, inside the content (or the padding).
-        newlines = frames.count(b"\n")
-        count = frames.count(last)
-        if newlines != 2 * count or frames.count(prefix) != count or (end and frames.count(suffix) != count):
-            return False
-        extra = frames.count(b'"') - count * self._quotes
-        if extra <= 0 or b"\\" not in frames:
-            return extra == 0
-        return _escaped_quotes(frames) == extra
+    def finish(self) -> bytes:
+        if self._decoder is not None and not self.done:
+            try:
+                tail = self._events(self._decoder.close())
+            except SSEError:
+                tail = b""
+            if tail.endswith(_DONE_FRAME):
+                return tail
+        if not self.done:
+            raise StreamError("the upstream stream ended before [DONE]: the response is truncated")
+        return b""
 
     def _feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
         if self._decoder is not None:
             return self._feed_decoded(data)
-        if self._buf:
-            data = self._buf + data
+        out = self._take_frames(data)
+        if out is None:  # the upstream frames with CR/CRLF: every byte so far goes to a decoder
+            whole = bytes(self._buf) + data
+            self._buf.clear()
+            self._decoder = SSEDecoder(MAX_EVENT_BYTES)
+            return self._feed_decoded(whole)
+        return self._frames(out) if out else b""
+
+    def _take_frames(self, data: bytes) -> bytes | None:
+        """The whole frames that ``data`` completes; the rest waits in ``_buf``. Only the new
+        bytes are searched (plus the one before them, for a blank line cut in two). ``None``
+        when an unfinished frame holds a CR: the upstream frames with CR/CRLF."""
+        buf = self._buf
         end = data.rfind(b"\n\n")
-        if end < 0:
-            if b"\r" in data:  # CR/CRLF framing never contains a bare LF LF
-                self._buf = b""
-                return self._feed_decoded(data)
-            if len(data) > MAX_EVENT_BYTES:
-                raise StreamError(f"an upstream event exceeds {MAX_EVENT_BYTES} bytes")
-            self._buf = data
-            return b""
-        end += 2
-        if end == len(data):
-            out, self._buf = data, b""
+        if end >= 0:
+            end += 2
+        elif buf.endswith(b"\n") and data.startswith(b"\n"):
+            end = 1
         else:
-            out, self._buf = data[:end], data[end:]
-        if self._exact:
-            if b'"error"' not in out:
-                done_at = _done_index(out)
-                if done_at < 0:
-                    return out
-                self.done = True
-                return out[:done_at] + b"data: [DONE]\n\n"
-        elif self._prefix is not None and self._plain(out):
+            if self._buf_cr or b"\r" in data:  # CR/CRLF framing never contains a bare LF LF
+                return None
+            buf += data
+            if len(buf) > MAX_EVENT_BYTES:
+                raise StreamError(f"an upstream event exceeds {MAX_EVENT_BYTES} bytes")
+            return b""
+        if buf:
+            buf += data[:end]
+            out = bytes(buf)
+        else:
+            out = data if end == len(data) else data[:end]
+        buf[:] = data[end:]
+        self._buf_cr = b"\r" in buf
+        return out
+
+    def _frames(self, out: bytes) -> bytes:
+        """``out`` (whole frames) as the client gets them."""
+        if self._exact and b'"error"' not in out:
+            return self._exact_frames(out)
+        if not self._exact and self._template is not None and self._template.plain(out):
             return out
         if out[:1] == b":" or b"\n:" in out:
             # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
@@ -163,40 +153,61 @@ class PassthroughTranslator:
                 return b""
         done_at = _done_index(out)
         if done_at >= 0:
-            out = out[:done_at] + b"data: [DONE]\n\n"
-        if self._prefix is None:
-            self._learn(out)
-        out = self._scan(out)
+            out = out[:done_at]
+        if self._template is None:
+            self._template = FrameTemplate.learn(out, _first_trigger)
+        if out:
+            out = self._scan(out)
+        return self._end(out) if done_at >= 0 else out
+
+    def _exact_frames(self, out: bytes) -> bytes:
+        """The exact way: one search for [DONE], one for the usage key."""
+        done_at = _done_index(out)
         if done_at >= 0:
-            self.done = True
-            self._prefix = None  # nothing passes after [DONE]
-        return out
+            out = out[:done_at]
+        if _USAGE_KEYS[0] in out:
+            out = self._take_usage(out)
+        return self._end(out) if done_at >= 0 else out
+
+    def _take_usage(self, out: bytes) -> bytes:
+        """``out`` with each frame holding the usage key parsed (only those)."""
+        parts: list[bytes] = []
+        pos = 0
+        while (at := out.find(_USAGE_KEYS[0], pos)) >= 0:
+            start = out.rfind(b"\n\n", pos, at)
+            start = start + 2 if start >= 0 else pos
+            end = out.find(b"\n\n", at) + 2
+            parts.append(out[pos:start])
+            try:
+                parts.append(self._parse(out[start : end - 2]))
+            except StreamError as exc:
+                exc.output = b"".join(parts)
+                raise
+            pos = end
+        parts.append(out[pos:])
+        return b"".join(parts)
+
+    def _end(self, out: bytes) -> bytes:
+        """``out`` followed by the usage chunk (if the client asked for it) and [DONE]."""
+        self.done = True
+        self._template = None  # nothing passes after [DONE]
+        return out + (self._usage_frame if self._include_usage else b"") + _DONE_FRAME
 
     def _scan(self, out: bytes) -> bytes:
-        """``out`` (whole frames) with the frames that hold a trigger normalised.
-
-        A big read (a whole stream arriving at once) is mostly a run of template frames between
-        a few others (the role frame first; finish, usage and [DONE] last): only those few are
-        searched.
-        """
-        prefix = self._prefix
-        if prefix is not None:
-            start = out.find(prefix)
-            if self._end:  # the run ends with the frame of the last padded suffix
-                at = out.rfind(self._suffix)
-                end = out.find(b"\n\n", at) + 2 if at >= 0 else -1
-            else:
-                end = out.rfind(self._suffix) + len(self._suffix)
-            if 0 <= start < end and (start == 0 or out[start - 2 : start] == b"\n\n") and self._plain(out[start:end]):
-                head = self._search(out[:start]) if start else b""
-                if end == len(out):
-                    return head + out[start:end]
-                try:
-                    return head + out[start:end] + self._search(out[end:])
-                except StreamError as exc:
-                    exc.output = head + out[start:end] + exc.output
-                    raise
-        return self._search(out)
+        """``out`` (whole frames) with the frames that hold a trigger normalised; a run of
+        template frames in it is not searched (see ``FrameTemplate.run``)."""
+        run = self._template.run(out) if self._template is not None else None
+        if run is None:
+            return self._search(out)
+        start, end = run
+        head = self._search(out[:start]) if start else b""
+        if end == len(out):
+            return head + out[start:end]
+        try:
+            return head + out[start:end] + self._search(out[end:])
+        except StreamError as exc:
+            exc.output = head + out[start:end] + exc.output
+            raise
 
     def _search(self, out: bytes) -> bytes:
         """``out`` (whole frames), normalised from the first frame that holds a trigger on."""
@@ -207,73 +218,25 @@ class PassthroughTranslator:
         boundary = out.rfind(b"\n\n", 0, first)
         return self._normalise(out, boundary + 2 if boundary >= 0 else 0)
 
-    def _learn(self, out: bytes) -> None:
-        """Remember the text before and after the content string of the first content frame
-        in ``out`` (whole frames), when that frame holds no trigger (see ``_plain``)."""
-        for key in _CONTENT_KEYS:
-            at = out.find(key)
-            while at >= 0 and out[at + len(key) : at + len(key) + 1] == b'"':  # empty content
-                at = out.find(key, at + len(key))
-            if at >= 0:
-                break
-        else:
-            return
-        boundary = out.rfind(b"\n\n", 0, at)
-        begin = boundary + 2 if boundary >= 0 else 0  # where the frame starts
-        frame = out[begin : out.find(b"\n\n", at) + 2]
-        start = at - begin + len(key)
-        end = start
-        while True:  # the closing quote: one not preceded by an odd run of backslashes
-            end = frame.find(b'"', end)
-            if end < 0:
-                return
-            backslashes = len(frame[start:end]) - len(frame[start:end].rstrip(b"\\"))
-            if backslashes % 2 == 0:
-                break
-            end += 1
-        if b"\\" in frame[:start] or b"\\" in frame[end:] or _first_trigger(frame) >= 0:
-            # Backslashes in the ends would spoil ``_plain``'s count of escaped quotes, and a
-            # trigger in them would pass unnoticed in every later frame.
-            return
-        prefix, suffix, last = frame[:start], frame[end:], b""
-        pad = suffix.find(_PADDING_KEY)
-        if pad >= 0 and suffix.endswith(_PADDED_END):
-            suffix, last = suffix[: pad + len(_PADDING_KEY)], _PADDED_END
-        self._prefix, self._suffix, self._end = prefix, suffix, last
-        self._quotes = prefix.count(b'"') + suffix.count(b'"') + last.count(b'"')
-
-    def finish(self) -> bytes:
-        if self._decoder is not None and not self.done:
-            try:
-                tail = self._frames(self._decoder.close())
-            except SSEError:
-                tail = b""
-            if tail.endswith(b"data: [DONE]\n\n"):
-                return tail
-        if not self.done:
-            raise StreamError("the upstream stream ended before [DONE]: the response is truncated")
-        return b""
-
     def _feed_decoded(self, data: bytes) -> bytes:
         """Slow path for CR/CRLF-framed upstreams: decode events, re-frame them with LF."""
-        if self._decoder is None:
-            self._decoder = SSEDecoder(MAX_EVENT_BYTES)
-            data, self._buf = self._buf + data, b""
+        assert self._decoder is not None
         try:
             events = self._decoder.feed(data)
         except SSEError as exc:
             raise StreamError(f"malformed upstream stream: {exc}") from None
-        return self._frames(events)
+        return self._events(events)
 
-    def _frames(self, events: list[Any]) -> bytes:
+    def _events(self, events: list[Event]) -> bytes:
         out = []
+        done = False
         for event in events:
             if event.data == b"[DONE]":
-                out.append(b"data: [DONE]\n\n")
-                self.done = True
+                done = True
                 break
             out.append(b"data: " + event.data + b"\n\n")
-        return self._normalise(b"".join(out)) if out else b""
+        frames = self._normalise(b"".join(out)) if out else b""
+        return self._end(frames) if done else frames
 
     def _normalise(self, out: bytes, start: int = 0) -> bytes:
         """``out`` with each frame from ``start`` on rewritten if it deviates from OpenAI's shape."""
@@ -284,48 +247,60 @@ class PassthroughTranslator:
                 continue
             if frame.startswith(b"data: {") and _needs_parse(frame):
                 try:
-                    result.append(self._rewrite(orjson.loads(frame[6:])))
+                    result.append(self._parse(frame))
                 except StreamError as exc:
                     exc.output = b"".join(result)
                     raise
-                except orjson.JSONDecodeError:
-                    raise StreamError("malformed JSON in the upstream stream", output=b"".join(result)) from None
                 continue
             result.append(frame + b"\n\n")
         return b"".join(result)
 
-    def _rewrite(self, chunk: Any) -> bytes:
+    def _parse(self, frame: bytes) -> bytes:
+        """One frame (without its blank line) parsed and rewritten."""
+        if not frame.startswith(b"data: {"):
+            return frame + b"\n\n"
+        try:
+            chunk = orjson.loads(frame[6:])
+        except orjson.JSONDecodeError:
+            raise StreamError("malformed JSON in the upstream stream") from None
+        return self._rewrite(chunk, frame)
+
+    def _rewrite(self, chunk: Any, frame: bytes) -> bytes:
         if not isinstance(chunk, dict):
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
-        if chunk.get("error") or chunk.get("object") == "error":
-            raise _stream_error(chunk)
-        groq = chunk.get("x_groq")
-        if isinstance(groq, dict) and groq.get("usage") and not chunk.get("usage"):
-            chunk["usage"] = groq["usage"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason") == "model_length":
-                choice["finish_reason"] = "length"
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                self._fix_delta(delta)
+        had_usage = isinstance(chunk.get("usage"), dict)
+        quirks.fix(chunk, self._fixing)
         usage = chunk.get("usage")
-        if usage and chunk.get("choices"):
-            # OpenAI's shape: usage rides alone on a last chunk with no choices.
-            head = {k: v for k, v in chunk.items() if k != "usage"}
-            tail = {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": [], "usage": usage}
-            return b"data: " + orjson.dumps(head) + b"\n\ndata: " + orjson.dumps(tail) + b"\n\n"
+        if not usage or not isinstance(usage, dict):
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        self.usage = usage_of(usage)
+        choices = chunk.get("choices")
+        if had_usage and choices == []:
+            self._usage_frame = frame + b"\n\n"  # OpenAI's own usage chunk, kept byte for byte
+            return b""
+        # OpenAI's shape: usage rides alone on a last chunk with no choices.
+        rest = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        self._usage_frame = b"data: " + orjson.dumps({**rest, "choices": [], "usage": usage}) + b"\n\n"
+        if not choices:
+            return b""
+        del chunk["usage"]
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
-    def _fix_delta(self, delta: JSONBody) -> None:
-        for call in delta.get("tool_calls") or ():
-            if not isinstance(call, dict):
-                continue
-            if "index" not in call:
-                call["index"] = self._next_tool
-            self._next_tool = max(self._next_tool, int(call["index"]) + 1)
-            if "id" in call and "type" not in call:
-                call["type"] = "function"
-        _fix_content_parts(delta)
+
+def usage_of(usage: JSONBody) -> Usage:
+    """OpenAI's usage object in the neutral vocabulary (counts that are no integers are unknown)."""
+    prompt = usage.get("prompt_tokens_details")
+    completion = usage.get("completion_tokens_details")
+    return Usage(
+        input_tokens=_count(usage.get("prompt_tokens")) or 0,
+        output_tokens=_count(usage.get("completion_tokens")) or 0,
+        cached_tokens=_count(prompt.get("cached_tokens")) if isinstance(prompt, dict) else None,
+        reasoning_tokens=_count(completion.get("reasoning_tokens")) if isinstance(completion, dict) else None,
+    )
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _done_index(out: bytes) -> int:
@@ -341,20 +316,6 @@ def _strip_comments(out: bytes) -> bytes:
     return b"".join(frame + b"\n\n" for frame in out.split(b"\n\n") if frame and frame[:1] != b":")
 
 
-def _escaped_quotes(data: bytes) -> int:
-    """How many quotes in ``data`` follow an odd run of backslashes (escaped ones).
-
-    Inclusion-exclusion over run lengths: quotes after at least 1 backslash, less those after
-    at least 2, plus those after at least 3... Each count ends at a distinct quote, so the
-    counts are exact, and they stop at the first zero (usually the second).
-    """
-    total, sign, needle = 0, 1, b'\\"'
-    while (found := data.count(needle)) > 0:
-        total += sign * found
-        sign, needle = -sign, b"\\" + needle
-    return total
-
-
 def _first_trigger(out: bytes) -> int:
     """Where the first trigger of any kind starts in ``out``, or -1 (one byte search per trigger)."""
     first = -1
@@ -366,77 +327,14 @@ def _first_trigger(out: bytes) -> int:
 
 
 def _needs_parse(frame: bytes) -> bool:
-    """Cheap checks that keep ordinary OpenAI frames (tool-argument fragments, the final usage
-    chunk) unparsed."""
-    # Every complete tool call has its own "index" besides the choice's: fewer means missing.
-    if b'"tool_calls"' in frame and frame.count(b'"index"') <= frame.count(b'"function"'):
-        return True
-    for trigger in _PARSE_TRIGGERS:
-        if trigger in frame:
-            return True
-    for parts, logprobs in _CONTENT_LISTS:
-        if parts in frame and frame.count(parts) > frame.count(logprobs):
-            return True
-    # Usage is OpenAI's own shape on a chunk with no choices (Groq's x_groq is caught above).
-    return (b'"usage":{' in frame or b'"usage": {' in frame) and b'"choices":[]' not in frame
-
-
-def _fix_content_parts(delta: JSONBody) -> None:
-    """Magistral content parts → content/reasoning_content; ``reasoning`` → ``reasoning_content``."""
-    content = delta.get("content")
-    if isinstance(content, list):
-        text, thinking = [], []
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") == "thinking":
-                inner = part.get("thinking")
-                if isinstance(inner, list):
-                    thinking += [p.get("text", "") for p in inner if isinstance(p, dict)]
-                elif isinstance(inner, str):
-                    thinking.append(inner)
-            elif part.get("type") == "text":
-                text.append(str(part.get("text", "")))
-        delta["content"] = "".join(text) if text else None
-        if thinking:
-            delta["reasoning_content"] = "".join(thinking)
-    reasoning = delta.get("reasoning")
-    if isinstance(reasoning, str) and delta.get("reasoning_content") is None:
-        delta["reasoning_content"] = reasoning
-
-
-def _stream_error(chunk: JSONBody) -> StreamError:
-    err = chunk.get("error", chunk)
-    if not isinstance(err, dict):
-        return StreamError(f"upstream error: {err}")
-    message = str(err.get("message") or "the upstream reported an error mid-stream")
-    code = err.get("code")
-    return StreamError(message, type=str(err.get("type") or "upstream_error"), code=code if code is not None else None)
+    """Whether a frame holding a trigger must be parsed: it shows a quirk, or reports usage.
+    Byte checks only, so ordinary OpenAI frames (tool-argument fragments) stay unparsed."""
+    return quirks.needs_fix(frame) or _USAGE_KEYS[0] in frame or _USAGE_KEYS[1] in frame
 
 
 def translate_response(body: bytes, ctx: StreamContext) -> bytes:
-    """A non-stream body, passed through unless it deviates from OpenAI's shape."""
-    if not any(t in body for t in (b"model_length", b'"x_groq"', b'"tool_calls"', b'"content":[', b'"reasoning":')):
-        return body
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
-    if not isinstance(data, dict):
-        return body
-    groq = data.get("x_groq")
-    if isinstance(groq, dict) and groq.get("usage") and not data.get("usage"):
-        data["usage"] = groq["usage"]
-    for choice in data.get("choices") or ():
-        if choice.get("finish_reason") == "model_length":
-            choice["finish_reason"] = "length"
-        message = choice.get("message")
-        if isinstance(message, dict):
-            for call in message.get("tool_calls") or ():
-                if isinstance(call, dict) and "type" not in call:
-                    call["type"] = "function"
-            _fix_content_parts(message)
-    return orjson.dumps(data)
+    """A non-stream body, passed through unless it deviates from OpenAI's shape (``quirks``)."""
+    return quirks.fix_body(body)
 
 
 def translate_error(status: int, body: bytes) -> ProxyError:
