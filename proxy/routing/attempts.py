@@ -8,15 +8,30 @@ this one; provider trouble moves on; transient trouble is retried on the same mo
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Literal
+import random
+from collections.abc import Callable
+from typing import Literal, Protocol
 
 from proxy.errors import ProxyError, UnsupportedByProvider
 from proxy.routing.graph import Step, Target
 
-if TYPE_CHECKING:
-    from proxy.routing.router import Router
+__all__ = ["Attempts", "Chooser", "classify"]
 
-__all__ = ["Attempts", "classify"]
+
+class Chooser(Protocol):
+    """What attempts need of the router (``proxy.routing.router.Router``): keys, health, time."""
+
+    clock: Callable[[], float]
+    rng: random.Random
+
+    def with_key(self, target: Target) -> Target: ...
+
+    def has_free_key(self, target: Target) -> bool: ...
+
+    def record(self, target: Target, err: ProxyError | None) -> None: ...
+
+    def key_limited(self, target: Target, retry_after: float | None) -> None: ...
+
 
 Verdict = Literal["final", "unsupported", "retry", "next"]
 
@@ -42,7 +57,7 @@ class Attempts:
     far (``X-Proxy-Attempts``).
     """
 
-    def __init__(self, router: Router, steps: list[Step], budget_s: float) -> None:
+    def __init__(self, router: Chooser, steps: list[Step], budget_s: float) -> None:
         self._router = router
         self._steps = steps
         self._step = 0
