@@ -21,7 +21,7 @@ def test_presets_need_only_the_usual_key_variables() -> None:
     config = load(None, env={"OPENAI_API_KEY": "sk-a", "GOOGLE_API_KEY": "g-key"})
     providers = config.providers
     assert providers["openai"].usable and providers["openai"].api_key == "sk-a"
-    assert providers["gemini"].usable and providers["google"].api_key == "g-key"
+    assert providers["gemini"].usable and providers["gemini"].api_key == "g-key"
     assert not providers["anthropic"].usable
     assert providers["ollama"].usable and providers["vllm"].usable and providers["mock"].usable
     assert {p.kind for p in providers.values()} == {"openai", "anthropic", "gemini", "mock"}
@@ -68,13 +68,13 @@ def test_keys_are_not_in_reprs() -> None:
 @pytest.mark.parametrize(
     ("toml", "needle"),
     [
-        ("[server]\nport = 'x'", "key 'server.port' must be of type int"),
-        ("[server]\nbogus = 1", "unknown key 'server.bogus'"),
+        ("[server]\nport = 'x'", "key 'server.port' must be an integer between 0 and 65535, got str 'x'"),
+        ("[server]\nbogus = 1", "[server]: unknown key 'bogus'"),
         ("[providers.x]\nbase_url = 'http://h'", "[providers.x]: key 'kind' is missing"),
         ("[providers.x]\nkind = 'smoke'\nbase_url = 'http://h'", "key 'kind' is 'smoke', which is not one of"),
         ("[providers.x]\nkind = 'openai'", "[providers.x]: key 'base_url' is missing"),
-        ("[providers.openai]\nidle_timeout_s = -1", "key 'idle_timeout_s' must be positive"),
-        ("[providers.openai]\nheaders = 'x'", "key 'headers' must be of type dict"),
+        ("[providers.openai]\nidle_timeout_s = -1", "key 'idle_timeout_s' must be a positive number"),
+        ("[providers.openai]\nheaders = 'x'", "key 'headers' must be a table of strings"),
         ("[nonsense]\nx = 1", "unknown top-level key 'nonsense'"),
         ("not toml at all [", "invalid TOML"),
     ],

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy.config import ConfigError, build
+from proxy.config import ConfigError, HealthRule, build
 from proxy.routing import Router, rendezvous_order, weighted_order
 from tests.conftest import UPSTREAM_KEY
 from tests.support import refusing_port
@@ -53,7 +53,7 @@ def test_unhealthy_member_is_skipped_for_its_cooldown_then_tried_again() -> None
     now = [1000.0]
     config = build({"providers": {"mock": {}}}, "<t>", {})
     router = Router(config, clock=lambda: now[0])
-    policy = {"failure_threshold": 2, "cooldown_s": 30}
+    policy = HealthRule(failure_threshold=2, cooldown_s=30)
     members = [("mock/a", 50.0), ("mock/b", 50.0)]
     key = next(f"k{i}" for i in range(100) if rendezvous_order(members, f"k{i}")[0] == "mock/a")
     assert router.order_members(members, key, policy)[0] == "mock/a"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from proxy import routing
-from proxy.config import Config, ConfigError, build
+from proxy.config import Config, ConfigError, HealthRule, build
 from proxy.errors import BadRequest, MissingKey, NotFound, ProxyError, UpstreamError
 from proxy.routing import Attempts, Router, Target, rendezvous_order, validate, weighted_order
+from proxy.routing import attempts as attempts_module
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 PROVIDERS: dict[str, Any] = {
@@ -68,7 +68,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], Clock]:
         delays.append(delay)
         clock.now += delay
 
-    monkeypatch.setattr(routing, "asyncio", types.SimpleNamespace(sleep=fake_sleep))
+    monkeypatch.setattr(attempts_module, "asyncio", types.SimpleNamespace(sleep=fake_sleep))
     return delays, clock
 
 
@@ -288,7 +288,8 @@ async def test_loadbalance_members_follow_as_fallbacks() -> None:
 
 LB3 = {"mock/a": 50, "mock/b": 30, "mock/c": 20}
 MEMBERS_LB3 = [(m, float(w)) for m, w in LB3.items()]
-HEALTH = {"failure_threshold": 2, "cooldown_s": 10}
+HEALTH = HealthRule(failure_threshold=2, cooldown_s=10)
+HEALTH_KEYS = {"failure_threshold": 2, "cooldown_s": 10}
 
 
 def test_only_the_unhealthy_members_keys_move_and_return_after_cooldown() -> None:
@@ -346,7 +347,7 @@ def test_all_unhealthy_are_still_tried_heaviest_first() -> None:
 
 async def test_failed_attempts_make_a_member_unhealthy_through_the_policy() -> None:
     clock = Clock()
-    policy = {"type": "loadbalance", "models": LB3, "sticky_key": "user", **HEALTH}
+    policy = {"type": "loadbalance", "models": LB3, "sticky_key": "user", **HEALTH_KEYS}
     router = Router(make({"lb": policy}), clock=clock)
     user = next(f"u{i}" for i in range(1000) if rendezvous_order(MEMBERS_LB3, f"u{i}")[0] == "mock/b")
     for _ in range(2):
@@ -361,7 +362,7 @@ async def test_failed_attempts_make_a_member_unhealthy_through_the_policy() -> N
 
 
 async def test_client_mistakes_do_not_make_a_model_unhealthy() -> None:
-    router = Router(make({"lb": {"type": "loadbalance", "models": LB3, "sticky_key": "user", **HEALTH}}))
+    router = Router(make({"lb": {"type": "loadbalance", "models": LB3, "sticky_key": "user", **HEALTH_KEYS}}))
     for _ in range(5):
         tried, outcome = await walk(router.attempts(body("mock/b")), lambda t, n: err(400))
         assert tried == ["mock/b"] and outcome.status == 400
