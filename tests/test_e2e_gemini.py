@@ -102,7 +102,7 @@ def setup(aiohttp_server: Any) -> Setup:
         upstream_server: TestServer = await aiohttp_server(upstream)
         base_url = f"http://127.0.0.1:{upstream_server.port}"
         provider = {"base_url": base_url, "api_key": "test-key"}
-        config = build({"providers": {"gemini": provider, "google": provider}}, "<test>", {})
+        config = build({"providers": {"gemini": provider}}, "<test>", {})
         proxy: TestServer = await aiohttp_server(create_app(config))
         client = openai.AsyncOpenAI(base_url=str(proxy.make_url("/v1")), api_key="client-key", max_retries=0)
         return fake, client

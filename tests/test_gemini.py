@@ -562,7 +562,7 @@ def test_registry_and_provider() -> None:
     assert KIND.stream_decoder is not None
     assert isinstance(KIND.stream_decoder(ChatEncoder(CTX), CTX, PROVIDER), GeminiStream)
     config = build({}, "<test>", {"GEMINI_API_KEY": "k"})
-    assert config.providers["gemini"].kind == config.providers["google"].kind == "gemini"
+    assert config.provider("google") is config.providers["gemini"] and config.providers["gemini"].kind == "gemini"
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,16 +7,13 @@ in here, as providers' own refusals are added elsewhere).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import openai
 import pytest
 from aiohttp import web
 
-import proxy.server
 from proxy.errors import BadRequest, ProxyError, UnsupportedByProvider
-from proxy.providers import adapter
 from proxy.routing import Router, classify
 from tests.conftest import UPSTREAM_KEY
 from tests.test_policies import upstream
@@ -72,20 +69,6 @@ async def test_unsupported_is_no_failure_of_the_model() -> None:
 # -- through the proxy ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def anthropic_refuses_n(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The anthropic kind's request builder raises UnsupportedByProvider for ``n > 1``."""
-    real = adapter("anthropic")
-
-    def build_request(body: Any, *args: Any) -> Any:
-        if body.get("n", 1) > 1:
-            raise UnsupportedByProvider("Anthropic returns one choice; n > 1 is not supported", param="n")
-        return real.build_request(body, *args)
-
-    patched = dataclasses.replace(real, build_request=build_request)
-    monkeypatch.setattr(proxy.server, "adapter", lambda kind: patched if kind == "anthropic" else adapter(kind))
-
-
 async def fake_anthropic(aiohttp_server: Any, calls: list[str]) -> str:
     async def handler(request: web.Request) -> web.Response:
         calls.append("anthropic")
@@ -115,7 +98,6 @@ async def two_member_proxy(aiohttp_server: Any, start_proxy: Any, calls: list[st
     return await start_proxy(data)
 
 
-@pytest.mark.usefixtures("anthropic_refuses_n")
 async def test_through_the_proxy_an_unsupported_member_passes_to_the_next(aiohttp_server, start_proxy) -> None:
     calls: list[str] = []
     server = await two_member_proxy(aiohttp_server, start_proxy, calls, "ok")
@@ -129,7 +111,6 @@ async def test_through_the_proxy_an_unsupported_member_passes_to_the_next(aiohtt
     assert calls == ["u1:01"]  # Anthropic was never called, and not retried
 
 
-@pytest.mark.usefixtures("anthropic_refuses_n")
 async def test_through_the_proxy_no_member_can_serve_is_the_providers_400(aiohttp_server, start_proxy) -> None:
     calls: list[str] = []
     server = await two_member_proxy(aiohttp_server, start_proxy, calls, "ok")
