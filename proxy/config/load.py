@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from proxy.config import graph
+from proxy.config.graph import check as check_graph
 from proxy.config.model import Config, ConfigError, HealthRule, PolicyConfig, ProviderConfig, ServerConfig
 from proxy.config.presets import (
     KIND_OPTIONS,
@@ -197,7 +197,7 @@ def build(data: Mapping[str, Any], source: str, env: Mapping[str, str] | None = 
         provider_aliases=PROVIDER_ALIASES,
         source=source,
     )
-    graph.check(config)
+    check_graph(config)
     return config
 
 
