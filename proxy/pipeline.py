@@ -17,16 +17,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from proxy.config import Config, ProviderConfig
 from proxy.errors import ProxyError, StreamError, UnsupportedByProvider, UpstreamError, UpstreamTimeout
 from proxy.frontdoors.base import FrontDoor
 from proxy.observability.record import Outcome, Records, RequestRecord
-from proxy.protocols.stream import StreamContext, StreamDecoder, Usage
+from proxy.protocols.stream import StreamContext, StreamDecoder
 from proxy.providers import provider_kind
 from proxy.providers.base import JSONBody, Provider
 from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
@@ -188,8 +186,7 @@ async def _attempt(
             return response
         data = await read_body(upstream, config)
         if door.protocol == kind.protocol and kind.passthrough_response is not None:
-            out = kind.passthrough_response(data)
-            call.record.usage = _openai_usage(out)
+            out, call.record.usage = kind.passthrough_response(data)
         elif kind.decode_response is not None:
             completion = kind.decode_response(data, ctx)
             call.record.usage = completion.usage
@@ -244,33 +241,3 @@ def _scrub(text: str, config: ProviderConfig) -> str:
         if key:
             text = text.replace(key, "[redacted]")
     return text
-
-
-def _openai_usage(body: bytes) -> Usage | None:
-    """The usage of a whole OpenAI chat body (non-stream answers only: never per chunk)."""
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    return openai_usage(usage)
-
-
-def openai_usage(usage: Mapping[str, Any]) -> Usage:
-    """OpenAI's usage object in the neutral vocabulary."""
-
-    def count(value: Any) -> int | None:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    prompt_details = usage.get("prompt_tokens_details")
-    completion_details = usage.get("completion_tokens_details")
-    return Usage(
-        input_tokens=count(usage.get("prompt_tokens")) or 0,
-        output_tokens=count(usage.get("completion_tokens")) or 0,
-        cached_tokens=count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
-        reasoning_tokens=count(completion_details.get("reasoning_tokens"))
-        if isinstance(completion_details, dict)
-        else None,
-    )

@@ -203,3 +203,19 @@ async def test_one_model_endpoint(start: Start) -> None:
         with pytest.raises(openai.NotFoundError) as caught:
             await proxy.client.models.retrieve(missing)
         assert caught.value.body is not None and caught.value.code == "model_not_found"
+
+
+async def test_record_of_a_whole_answer_passed_through(start: Start) -> None:
+    proxy = await start()
+    answer = await proxy.client.chat.completions.create(
+        model="mock/echo", messages=[{"role": "user", "content": "three little words"}]
+    )
+    assert answer.usage is not None
+    (record,) = proxy.records
+    assert (record.status, record.outcome, record.stream, record.target) == (200, "ok", False, "mock/echo")
+    assert record.usage is not None
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (
+        answer.usage.prompt_tokens,
+        answer.usage.completion_tokens,
+    )
+    assert record.bytes_out > 0

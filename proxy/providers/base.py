@@ -13,7 +13,8 @@ plain synchronous objects, no aiohttp, no asyncio, no clock and no random source
   (``protocol``), a decoder that hands the upstream's bytes on with no decode at all; ``None``
   when the provider has none.
 - ``decode_response(body, ctx)``: a 2xx non-stream body as a neutral ``Completion``;
-  ``passthrough_response(body)`` is the same-protocol shortcut (the body, fixed where needed).
+  ``passthrough_response(body)`` is the same-protocol shortcut (the body, fixed where needed,
+  and its usage).
 - ``translate_error(status, body)``: the ``ProxyError`` for an upstream error status.
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError
-from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, StreamEncoder
+from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, StreamEncoder, Usage
 from proxy.transport.base import UpstreamRequest
 
 __all__ = ["JSONBody", "Provider", "StreamContext", "UpstreamRequest"]
@@ -44,4 +45,4 @@ class Provider:
     decode_response: Callable[[bytes, StreamContext], Completion] | None
     translate_error: Callable[[int, bytes], ProxyError]
     passthrough: Callable[[StreamContext, ProviderConfig], StreamDecoder] | None = None
-    passthrough_response: Callable[[bytes], bytes] | None = None
+    passthrough_response: Callable[[bytes], tuple[bytes, Usage | None]] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, translate_error, translate_response
+from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
 from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
 
 __all__ = ["PROVIDER", "build_request"]
@@ -20,13 +20,6 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"mock://{model}", headers={}, body=orjson.dumps({**body, "model": model}))
 
 
-_NO_CONTEXT = StreamContext("", 0, "")  # the whole-body pass-through reads none
-
-
-def _passthrough_response(body: bytes) -> bytes:
-    return translate_response(body, _NO_CONTEXT)
-
-
 PROVIDER = Provider(
     kind="mock",
     protocol="openai_chat",
@@ -35,5 +28,5 @@ PROVIDER = Provider(
     decode_response=None,
     translate_error=translate_error,
     passthrough=PassthroughTranslator,
-    passthrough_response=_passthrough_response,
+    passthrough_response=passthrough_body,
 )

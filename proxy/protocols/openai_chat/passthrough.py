@@ -29,7 +29,14 @@ from proxy.wire.sse import Event, SSEDecoder, SSEError
 
 JSONBody = dict[str, Any]
 
-__all__ = ["MAX_EVENT_BYTES", "PassthroughTranslator", "translate_error", "translate_response", "usage_of"]
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "PassthroughTranslator",
+    "passthrough_body",
+    "translate_error",
+    "translate_response",
+    "usage_of",
+]
 
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
@@ -335,6 +342,19 @@ def _needs_parse(frame: bytes) -> bool:
 def translate_response(body: bytes, ctx: StreamContext) -> bytes:
     """A non-stream body, passed through unless it deviates from OpenAI's shape (``quirks``)."""
     return quirks.fix_body(body)
+
+
+def passthrough_body(body: bytes) -> tuple[bytes, Usage | None]:
+    """A whole 2xx body for an OpenAI chat client (fixed where it deviates), and its usage."""
+    out = quirks.fix_body(body)
+    if b'"usage"' not in out:
+        return out, None
+    try:
+        data = orjson.loads(out)
+    except orjson.JSONDecodeError:
+        return out, None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return out, usage_of(usage) if isinstance(usage, dict) else None
 
 
 def translate_error(status: int, body: bytes) -> ProxyError:
