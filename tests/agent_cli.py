@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ QUIET_ENV = {
     "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
     "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
     "CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL": "1",
-    # Root may not use --dangerously-skip-permissions unless the CLI believes it is sandboxed.
+    # Root may not pass --dangerously-skip-permissions (extra_args) unless the CLI believes it
+    # is sandboxed; the default runs do not need it, --allowedTools is enough headless.
     "IS_SANDBOX": "1",
 }
 
@@ -121,8 +123,9 @@ async def run_claude(
     extra_args: list[str] | None = None,
 ) -> CliRun:
     """Run ``claude -p`` headless and wait for it (asyncio, so a fake server in the same loop
-    keeps answering). ``tools`` is the ``--allowedTools`` list ("Bash"); without it the CLI
-    gets no tools at all, which keeps the request small. The run is killed after ``timeout``."""
+    keeps answering). ``tools`` ("Bash") is both the set of tools offered and the set allowed
+    without a permission prompt, which is all ``-p`` needs to run them, even as root; without
+    it the CLI gets no tools at all, which keeps the request small. Killed after ``timeout``."""
     home = workdir / "home"
     cwd = workdir / "cwd"
     home.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,7 @@ async def run_claude(
     if tools is None:
         argv += ["--tools", ""]
     else:
-        argv += ["--tools", tools, "--allowedTools", tools, "--dangerously-skip-permissions"]
+        argv += ["--tools", tools, "--allowedTools", tools]
     argv += extra_args or []
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -145,7 +148,7 @@ async def run_claude(
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and any shell its Bash tool started
         out, err = await proc.communicate()
         raise AssertionError(f"claude did not finish in {timeout}s\nstdout={out!r}\nstderr={err!r}") from None
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
