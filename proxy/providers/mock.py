@@ -1,16 +1,18 @@
 """The ``mock`` kind: the built-in mock model, served in-process by ``proxy.transport.mock``.
 
-It answers in OpenAI's own chat format, so it takes the OpenAI pass-through like a real
-OpenAI-compatible server.
+It answers in OpenAI's own chat format, so it is the ``openai`` kind in every respect but the
+request: ``mock://<model>``, which the transport serves in-process, with no key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 
 from proxy.config import ProviderConfig
-from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
-from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
+from proxy.providers import openai
+from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
 __all__ = ["PROVIDER", "build_request"]
 
@@ -20,13 +22,4 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"mock://{model}", headers={}, body=orjson.dumps({**body, "model": model}))
 
 
-PROVIDER = Provider(
-    kind="mock",
-    protocol="openai_chat",
-    build_request=build_request,
-    stream_decoder=None,
-    decode_response=None,
-    translate_error=translate_error,
-    passthrough=PassthroughTranslator,
-    passthrough_response=passthrough_body,
-)
+PROVIDER = dataclasses.replace(openai.PROVIDER, kind="mock", build_request=build_request)

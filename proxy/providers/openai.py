@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 
 from proxy.config import ProviderConfig
+from proxy.protocols.openai_chat.decode import ChatChunkDecoder, decode_response
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
+from proxy.protocols.stream import StreamEncoder
 from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
 
 __all__ = ["PROVIDER", "build_request"]
@@ -32,12 +34,17 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
 
 
+def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> ChatChunkDecoder:
+    """For a front door of another wire format: OpenAI chunks decoded into the door's encoder."""
+    return ChatChunkDecoder(encoder, ctx)
+
+
 PROVIDER = Provider(
     kind="openai",
     protocol="openai_chat",
     build_request=build_request,
-    stream_decoder=None,  # an OpenAI chunk decoder for other front doors comes with them
-    decode_response=None,
+    stream_decoder=_stream_decoder,
+    decode_response=decode_response,
     translate_error=translate_error,
     passthrough=PassthroughTranslator,
     passthrough_response=passthrough_body,
