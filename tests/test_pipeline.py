@@ -186,7 +186,8 @@ async def test_a_2xx_answer_that_is_not_an_event_stream_is_reported_as_such(
             model="up/m", messages=[{"role": "user", "content": "hi"}], stream=True
         )
     assert caught.value.status_code == 502
-    message = caught.value.message
+    assert isinstance(caught.value.body, dict)
+    message = caught.value.body["message"]
     assert f"Content-Type '{content_type}" in message and "not an event stream" in message
     assert body[:12].decode() in message  # the start of what arrived
     assert UPSTREAM_KEY not in message and "[redacted]" in message
