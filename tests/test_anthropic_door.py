@@ -548,3 +548,378 @@ def test_encode_message_reasoning_without_signature_and_text_signature() -> None
         {"type": "text", "text": "t"},
         {"type": "thinking", "thinking": "", "signature": THOUGHT_SIGNATURE_PREFIX + "ts"},
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# The request reader: to_chat
+
+
+def req(**fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "gemini/flash", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    body.update(fields)
+    return body
+
+
+def test_minimal_request() -> None:
+    assert to_chat(req()) == {
+        "model": "gemini/flash",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 100,
+    }
+
+
+def test_system_string_and_blocks_with_cache_control() -> None:
+    assert to_chat(req(system="be brief"))["messages"][0] == {"role": "system", "content": "be brief"}
+    system = [{"type": "text", "text": "a"}, {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}]
+    assert to_chat(req(system=system))["messages"][0] == {
+        "role": "system",
+        "content": [
+            {"type": "text", "text": "a"},
+            {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}},
+        ],
+    }
+
+
+def test_images_and_documents() -> None:
+    content = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+        {
+            "type": "image",
+            "source": {"type": "url", "url": "https://x.test/a.jpg"},
+            "cache_control": {"type": "ephemeral"},
+        },
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"},
+            "title": "r.pdf",
+        },
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}},
+        {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "inner"}]}},
+        {"type": "text", "text": "what is this?"},
+    ]
+    chat = to_chat(req(messages=[{"role": "user", "content": content}]))
+    assert chat["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://x.test/a.jpg"},
+                    "cache_control": {"type": "ephemeral"},
+                },
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBER", "filename": "r.pdf"}},
+                {"type": "text", "text": "plain words"},
+                {"type": "text", "text": "inner"},
+                {"type": "text", "text": "what is this?"},
+            ],
+        }
+    ]
+
+
+def test_tool_use_and_results_before_the_users_text() -> None:
+    messages = [
+        {"role": "user", "content": "weather and time?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "t1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "t2", "name": "time", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "sunny"}]},
+                {"type": "text", "text": "and hurry"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "no clock", "is_error": True},
+            ],
+        },
+    ]
+    assert to_chat(req(messages=messages))["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "weather", "arguments": '{"city":"Paris"}'}},
+                {"id": "t2", "type": "function", "function": {"name": "time", "arguments": "{}"}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "t2", "content": "Error: no clock"},
+        {"role": "user", "content": [{"type": "text", "text": "and hurry"}]},
+    ]
+
+
+def test_tool_results_alone_and_with_images() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
+    content = [
+        {"type": "tool_result", "tool_use_id": "t1"},
+        {
+            "type": "tool_result",
+            "tool_use_id": "t2",
+            "content": [{"type": "text", "text": "see"}, image],
+            "is_error": True,
+        },
+    ]
+    assert to_chat(req(messages=[{"role": "user", "content": content}]))["messages"] == [
+        {"role": "tool", "tool_call_id": "t1", "content": ""},
+        {
+            "role": "tool",
+            "tool_call_id": "t2",
+            "content": [
+                {"type": "text", "text": "Error:"},
+                {"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}},
+            ],
+        },
+    ]
+
+
+def test_thinking_blocks_on_assistant_turns() -> None:
+    content = [
+        {"type": "thinking", "thinking": "let me see", "signature": "sig1"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "42"},
+    ]
+    msg = to_chat(req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]))
+    assert msg["messages"][1] == {
+        "role": "assistant",
+        "content": "42",
+        "reasoning_content": "let me see",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "let me see", "signature": "sig1"},
+            {"type": "redacted_thinking", "data": "opaque"},
+        ],
+    }
+
+
+def test_provider_signatures_go_back_to_their_call_or_the_message() -> None:
+    p = THOUGHT_SIGNATURE_PREFIX
+    content = [
+        {"type": "text", "text": "hi"},
+        {"type": "thinking", "thinking": "", "signature": p + "on-text"},
+        {"type": "thinking", "thinking": "", "signature": p + "on-call"},
+        {"type": "tool_use", "id": "c", "name": "f", "input": {}},
+    ]
+    msg = to_chat(req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]))
+    assistant = msg["messages"][1]
+    assert assistant["extra_content"] == {"google": {"thought_signature": "on-text"}}
+    assert assistant["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "on-call"}}
+    assert "thinking_blocks" not in assistant
+
+
+def test_server_blocks_in_history_are_dropped() -> None:
+    content = [
+        {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {"query": "x"}},
+        {"type": "web_search_tool_result", "tool_use_id": "s", "content": []},
+        {"type": "text", "text": "found", "citations": [{"type": "web_search_result_location"}]},
+    ]
+    msg = to_chat(req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]))
+    assert msg["messages"][1] == {"role": "assistant", "content": "found"}
+
+
+def test_assistant_text_with_cache_control_stays_parts() -> None:
+    content = [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]
+    msg = to_chat(req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]))
+    assert msg["messages"][1]["content"] == content
+
+
+def test_tools_and_tool_choice() -> None:
+    tools = [
+        {"name": "f", "description": "does f", "input_schema": {"type": "object", "properties": {}}},
+        {"type": "custom", "name": "g", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}},
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+        {"type": "bash_20250124", "name": "bash"},
+        {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+    ]
+    chat = to_chat(req(tools=tools, tool_choice={"type": "any", "disable_parallel_tool_use": True}))
+    assert chat["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "f", "description": "does f", "parameters": {"type": "object", "properties": {}}},
+        },
+        {
+            "type": "function",
+            "function": {"name": "g", "parameters": {"type": "object"}},
+            "cache_control": {"type": "ephemeral"},
+        },
+    ]
+    assert chat["tool_choice"] == "required" and chat["parallel_tool_calls"] is False
+    assert to_chat(req(tools=tools, tool_choice={"type": "auto"}))["tool_choice"] == "auto"
+    assert to_chat(req(tools=tools, tool_choice={"type": "none"}))["tool_choice"] == "none"
+    named = to_chat(req(tools=tools, tool_choice={"type": "tool", "name": "f"}))
+    assert (
+        named["tool_choice"] == {"type": "function", "function": {"name": "f"}} and "parallel_tool_calls" not in named
+    )
+    hosted_only = to_chat(req(tools=tools[2:], tool_choice={"type": "any"}))
+    assert "tools" not in hosted_only and "tool_choice" not in hosted_only
+
+
+@pytest.mark.parametrize(
+    ("budget", "effort"), [(1024, "low"), (1025, "medium"), (8192, "medium"), (8193, "high"), (32000, "high")]
+)
+def test_thinking_budget_and_effort(budget: int, effort: str) -> None:
+    chat = to_chat(req(thinking={"type": "enabled", "budget_tokens": budget}))
+    assert chat["thinking_budget"] == budget and chat["reasoning_effort"] == effort
+
+
+def test_thinking_disabled_sets_nothing() -> None:
+    chat = to_chat(req(thinking={"type": "disabled"}))
+    assert "thinking_budget" not in chat and "reasoning_effort" not in chat
+
+
+def test_sampling_stream_and_user() -> None:
+    chat = to_chat(
+        req(
+            temperature=0.5,
+            top_p=0.9,
+            top_k=40,
+            stop_sequences=["END", "###"],
+            metadata={"user_id": "u-1"},
+            stream=True,
+        )
+    )
+    assert chat["temperature"] == 0.5 and chat["top_p"] == 0.9 and chat["top_k"] == 40
+    assert chat["stop"] == ["END", "###"] and chat["user"] == "u-1"
+    assert chat["stream"] is True and chat["stream_options"] == {"include_usage": True}
+    assert "stream" not in to_chat(req(stream=False))
+
+
+def test_anthropic_only_fields_are_dropped() -> None:
+    extra = {
+        "cache_control": {"type": "ephemeral"},
+        "context_management": {"edits": []},
+        "container": "c-1",
+        "mcp_servers": [{"type": "url", "url": "https://m.test", "name": "m"}],
+        "service_tier": "auto",
+        "output_config": {"effort": "high"},
+        "anthropic_beta": ["x"],
+    }
+    assert to_chat(req(**extra)) == to_chat(req())
+
+
+def test_the_body_is_not_changed() -> None:
+    body = req(system=[{"type": "text", "text": "s"}], tools=[{"name": "f", "input_schema": {"type": "object"}}])
+    before = orjson.dumps(body)
+    to_chat(body)
+    assert orjson.dumps(body) == before
+
+
+_USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"model": None}, "model"),
+        ({"model": 3}, "model"),
+        ({"max_tokens": None}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_tokens": "10"}, "max_tokens"),
+        ({"messages": None}, "messages"),
+        ({"messages": {"role": "user"}}, "messages"),
+        ({"messages": ["hi"]}, "messages[0]"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": 1}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "user", "content": [{"type": "video"}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, "messages[0].content[0].source"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": "x"}}]}]},
+            "messages[0].content[0].source.media_type",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}
+                ]
+            },
+            "messages[0].content[0].source.type",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "u"}}]}]},
+            "messages[0].content[0].source.type",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "tool_result"}]}]}, "messages[0].content[0].tool_use_id"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "is_error": "y"}]}]},
+            "messages[0].content[0].is_error",
+        ),
+        (
+            {
+                "messages": [
+                    _USER,
+                    {"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+                ]
+            },
+            "messages[1].content[0].type",
+        ),
+        (
+            {
+                "messages": [
+                    _USER,
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": []}]},
+                ]
+            },
+            "messages[1].content[0].input",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}]},
+            "messages[1].content[0].id",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]}]},
+            "messages[1].content[0].signature",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": [{"type": "redacted_thinking"}]}]},
+            "messages[1].content[0].data",
+        ),
+        (
+            {"messages": [_USER, {"role": "assistant", "content": [{"type": "image", "source": {}}]}]},
+            "messages[1].content[0].type",
+        ),
+        ({"system": 5}, "system"),
+        ({"system": [{"type": "image"}]}, "system[0]"),
+        ({"tools": {"name": "f"}}, "tools"),
+        ({"tools": ["f"]}, "tools[0]"),
+        ({"tools": [{"input_schema": {}}]}, "tools[0].name"),
+        ({"tools": [{"name": "f"}]}, "tools[0].input_schema"),
+        ({"tools": [{"name": "f", "input_schema": {}, "description": 1}]}, "tools[0].description"),
+        ({"tools": [{"name": "f", "input_schema": {}}], "tool_choice": "auto"}, "tool_choice.type"),
+        ({"tools": [{"name": "f", "input_schema": {}}], "tool_choice": {"type": "tool"}}, "tool_choice.name"),
+        (
+            {
+                "tools": [{"name": "f", "input_schema": {}}],
+                "tool_choice": {"type": "auto", "disable_parallel_tool_use": 1},
+            },
+            "tool_choice.disable_parallel_tool_use",
+        ),
+        ({"thinking": {"type": "on"}}, "thinking.type"),
+        ({"thinking": "enabled"}, "thinking.type"),
+        ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": True}, "top_p"),
+        ({"top_k": 1.5}, "top_k"),
+        ({"stop_sequences": "END"}, "stop_sequences"),
+        ({"stop_sequences": ["a", 1]}, "stop_sequences"),
+        ({"metadata": "u"}, "metadata"),
+        ({"metadata": {"user_id": 5}}, "metadata.user_id"),
+        ({"stream": "yes"}, "stream"),
+    ],
+)
+def test_malformed_requests_are_400_naming_the_field(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        to_chat(req(**fields))
+    assert info.value.status == 400 and info.value.param == param
+
+
+def test_a_body_that_is_no_object_is_400() -> None:
+    with pytest.raises(BadRequest):
+        to_chat([])  # type: ignore[arg-type]
