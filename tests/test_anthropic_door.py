@@ -426,18 +426,24 @@ def test_redacted_thinking_and_refusal() -> None:
 def test_several_calls_and_a_late_fragment_for_a_closed_call() -> None:
     out = run(
         lambda e: [
-            e.tool_call_start("a", "f"),
+            e.tool_call_start("a", "f", '{"x":'),
             e.tool_call_start("b", "g", "{}"),
-            e.tool_call_arguments(0, "{}"),
+            e.tool_call_arguments(0, "1}"),
             e.tool_call_arguments(7, "ignored"),
             e.finish("tool_calls"),
             e.end(),
         ]
     )
     message = sdk_message(out)
-    assert blocks(message) == [("tool_use", "a", "f", {}), ("tool_use", "b", "g", {})]
+    assert blocks(message) == [("tool_use", "a", "f", {"x": 1}), ("tool_use", "b", "g", {})]
     assert message["stop_reason"] == "tool_use"
     assert b"ignored" not in out
+
+
+def test_a_call_without_fragments_gets_one_empty_object_fragment() -> None:
+    out = run(lambda e: [e.tool_call_start("a", "f"), e.text("after"), e.tool_call_start("b", "g"), e.end()])
+    assert list(fragments(out).values()) == ["{}", "{}"]
+    assert [b[3] for b in blocks(sdk_message(out)) if b[0] == "tool_use"] == [{}, {}]
 
 
 def test_stop_sequence_by_method_and_by_constructor() -> None:
@@ -718,6 +724,9 @@ def test_server_blocks_in_history_are_dropped() -> None:
     ]
     msg = to_chat(req(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": content}]))
     assert msg["messages"][1] == {"role": "assistant", "content": "found"}
+    upload = [{"type": "container_upload", "file_id": "f"}, {"type": "text", "text": "run it"}]
+    msg = to_chat(req(messages=[{"role": "user", "content": upload}]))
+    assert msg["messages"] == [{"role": "user", "content": [{"type": "text", "text": "run it"}]}]
 
 
 def test_assistant_text_with_cache_control_stays_parts() -> None:
