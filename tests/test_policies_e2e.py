@@ -639,7 +639,12 @@ async def test_unknown_names_are_openai_shaped_errors(start_proxy) -> None:
         await client.chat.completions.create(model="policy/nope", messages=MESSAGES)
     with pytest.raises(openai.NotFoundError, match="unknown provider 'nope'"):
         await client.chat.completions.create(model="nope/x", messages=MESSAGES)
+    with pytest.raises(openai.NotFoundError, match="names no provider, policy or alias"):
+        await client.chat.completions.create(model="llama-3", messages=MESSAGES)
     with pytest.raises(openai.BadRequestError, match="provider/model"):
+        await client.chat.completions.create(model="openai/", messages=MESSAGES)
+    # A bare id with a well-known prefix goes to its provider (which here has no key).
+    with pytest.raises(openai.AuthenticationError, match="OPENAI_API_KEY"):
         await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
 

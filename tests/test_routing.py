@@ -108,12 +108,45 @@ def test_provider_model_keeps_slashes_in_the_upstream_id() -> None:
     assert target.label == "openrouter/meta-llama/llama-3.3-70b-instruct:free"
 
 
-@pytest.mark.parametrize("name", ["gpt-4o", "/gpt-4o", "openai/", "", "policy"])
+@pytest.mark.parametrize("name", ["/gpt-4o", "openai/", ""])
 def test_malformed_model_is_a_400_naming_the_param(name: str) -> None:
     with pytest.raises(BadRequest) as info:
         Router(make()).target(name)
     assert info.value.status == 400 and info.value.param == "model"
     assert "provider/model" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"),
+        ("claude-haiku-4-5-20251001", "anthropic/claude-haiku-4-5-20251001"),
+        ("gpt-4o", "openai/gpt-4o"),
+        ("chatgpt-4o-latest", "openai/chatgpt-4o-latest"),
+        ("o3", "openai/o3"),
+        ("o4-mini", "openai/o4-mini"),
+        ("gemini-2.5-flash", "gemini/gemini-2.5-flash"),
+        ("magistral-medium-latest", "mistral/magistral-medium-latest"),
+        ("codestral-latest", "mistral/codestral-latest"),
+    ],
+)
+def test_a_bare_model_id_goes_to_the_provider_its_prefix_names(name: str, label: str) -> None:
+    target = Router(make()).target(name)
+    assert (target.label, target.model) == (label, name)
+
+
+def test_an_alias_of_a_bare_id_wins_over_the_prefix() -> None:
+    router = Router(make(aliases={"claude-sonnet-4-5": "mock/echo"}))
+    (step,) = router._steps("claude-sonnet-4-5", {})
+    assert step.target.label == "mock/echo"
+
+
+@pytest.mark.parametrize("name", ["policy", "o3x", "llama-3.3", "claude"])
+def test_a_bare_id_with_no_known_prefix_is_a_404_listing_what_exists(name: str) -> None:
+    with pytest.raises(NotFound) as info:
+        Router(make(aliases={"fast": "mock/echo"})).target(name)
+    assert info.value.status == 404 and info.value.param == "model" and info.value.code == "model_not_found"
+    assert "mock/..." in info.value.message and "fast" in info.value.message
 
 
 def test_unknown_provider_is_a_404_listing_the_known_ones() -> None:
@@ -682,7 +715,7 @@ def test_a_shared_member_is_not_a_cycle() -> None:
     [
         ({"p": {"type": "fallback", "models": ["policy/ghost"]}}, None, "unknown policy 'policy/ghost'"),
         ({"p": {"type": "fallback", "models": ["nope/x"]}}, None, "unknown provider 'nope'"),
-        ({"p": {"type": "fallback", "models": ["gpt-4o"]}}, None, "'gpt-4o'"),
+        ({"p": {"type": "fallback", "models": ["llama-3"]}}, None, "'llama-3'"),
         ({"p": {"type": "loadbalance", "models": {"mock/a": 1, "ghost": 1}}}, None, "'ghost'"),
         (None, {"fast": "policy/ghost"}, "unknown policy 'policy/ghost'"),
         (None, {"fast": "missing"}, "'missing'"),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.config.model import POLICY_PREFIX, Config, ConfigError, PolicyConfig, ProviderConfig
+from proxy.config.presets import infer_provider
 from proxy.errors import BadRequest, NotFound, ProxyError
 
 __all__ = ["Leaf", "Node", "PolicyNode", "Unresolvable", "check", "leaf", "resolve"]
@@ -50,10 +51,24 @@ class Unresolvable(Exception):
 
 
 def leaf(config: Config, name: str) -> Leaf:
-    """The provider model ``name`` points to (``provider/model``); 400/404 otherwise."""
+    """The provider model ``name`` points to (``provider/model``, or a bare id whose prefix names
+    its provider, see ``MODEL_PREFIXES``); 400/404 otherwise."""
     prefix, slash, model = name.partition("/")
     known = ", ".join([*config.providers, *config.provider_aliases])
-    if not slash or not prefix or not model:
+    if not slash and name:
+        inferred = infer_provider(name)
+        provider = config.provider(inferred) if inferred is not None else None
+        if provider is None:
+            choices = [*(f"{p}/..." for p in config.providers), *config.aliases]
+            choices += [POLICY_PREFIX + p for p in config.policies]
+            raise NotFound(
+                f"model {name!r} names no provider, policy or alias (write 'provider/model'); known: "
+                + ", ".join(choices),
+                param="model",
+                code="model_not_found",
+            )
+        return Leaf(provider, name, f"{provider.name}/{name}")
+    if not prefix or not model:
         raise BadRequest(
             f"model {name!r} must be 'provider/model', a policy or an alias; providers: {known}", param="model"
         )

@@ -14,12 +14,14 @@ from typing import Any
 __all__ = [
     "KINDS",
     "KIND_OPTIONS",
+    "MODEL_PREFIXES",
     "POLICY_KEYS",
     "PRESETS",
     "PROVIDER_ALIASES",
     "PROVIDER_KEYS",
     "SERVER_KEYS",
     "Option",
+    "infer_provider",
 ]
 
 
@@ -96,6 +98,33 @@ POLICY_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
 
 # Other names of a provider: one provider, one table, one set of keys, two prefixes.
 PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({"google": "gemini"})
+
+# A bare model id (no ``provider/``), as Claude Code and other agents send, goes to the provider
+# its well-known prefix names, unless an alias of that exact id says otherwise. A prefix ending
+# in a letter or digit matches only the whole id or the id followed by "-" (``o3``, ``o3-mini``).
+MODEL_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("claude-", "anthropic"),
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("gemini-", "gemini"),
+    ("mistral-", "mistral"),
+    ("magistral-", "mistral"),
+    ("codestral-", "mistral"),
+)
+
+
+def infer_provider(model: str) -> str | None:
+    """The provider a bare model id belongs to by its prefix (``MODEL_PREFIXES``), or None."""
+    for prefix, provider in MODEL_PREFIXES:
+        if prefix.endswith("-"):
+            if model.startswith(prefix):
+                return provider
+        elif model == prefix or model.startswith(prefix + "-"):
+            return provider
+    return None
 
 
 def _openai_compatible(base_url: str, env: str | None, models: tuple[str, ...] = (), normalise: bool = True) -> Any:
