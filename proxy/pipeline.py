@@ -56,11 +56,28 @@ def new_request_id() -> str:
 
 @dataclass(slots=True)
 class Call:
-    """One client request in the pipeline: its front door, record and stream context."""
+    """One client request in the pipeline: its front door, record and stream context.
+
+    ``native`` is the client's body in the door's own wire format when that differs from the
+    pivot (an OpenAI chat body): a provider of the same protocol is sent it (only the model and
+    the key change), with the client's ``native_headers``. ``to_pivot`` makes the pivot only when
+    a target needs translating, once.
+    """
 
     door: FrontDoor
     record: RequestRecord
     ctx: StreamContext = field(default_factory=lambda: StreamContext("", 0, ""))
+    native: JSONBody | None = None
+    native_headers: Mapping[str, str] = field(default_factory=dict)
+    to_pivot: Callable[[], JSONBody] | None = None
+    _pivot: JSONBody | None = None
+
+    def pivot(self, body: JSONBody) -> JSONBody:
+        if self.to_pivot is None:
+            return body
+        if self._pivot is None:
+            self._pivot = self.to_pivot()
+        return self._pivot
 
 
 Handler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -159,7 +176,10 @@ async def _attempt(
     kind = provider_kind(config.kind)
     door = call.door
     ctx = call.ctx = _with_model(call.ctx, target.model)
-    upstream_request = kind.build_request(body, target.model, config, ctx)
+    if call.native is not None and door.protocol == kind.protocol and kind.build_native is not None:
+        upstream_request = kind.build_native(call.native, target.model, config, call.native_headers)
+    else:
+        upstream_request = kind.build_request(call.pivot(body), target.model, config, ctx)
     upstream = await state.transport.open(upstream_request, config)
     try:
         if upstream.status >= 400:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, meta
+from proxy.frontdoors import chat_completions, messages, meta
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
 from proxy.protocols.openai_chat.encode import error_body
@@ -78,5 +78,9 @@ def create_app(config: Config) -> web.Application:
         app.router.add_post(f"{prefix}/chat/completions", chat_completions.handle)
         app.router.add_get(f"{prefix}/models", meta.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", meta.one_model)
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/messages", messages.handle)
+        app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
     app.router.add_get("/healthz", meta.healthz)
+    app.router.add_get("/", meta.root)  # Claude Code sends HEAD / first (aiohttp answers HEAD on GET routes)
     return app

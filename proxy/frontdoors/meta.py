@@ -10,7 +10,7 @@ from aiohttp import web
 from proxy.errors import NotFound, ProxyError
 from proxy.pipeline import STATE
 
-__all__ = ["healthz", "list_models", "one_model"]
+__all__ = ["healthz", "list_models", "one_model", "root"]
 
 
 def _json(data: Any) -> web.Response:
@@ -41,6 +41,11 @@ async def one_model(request: web.Request) -> web.Response:
     if target is None or not target.provider.usable:
         raise NotFound(f"the model {model_id!r} does not exist", param="model", code="model_not_found")
     return _json(_model(model_id, target.provider.name))
+
+
+async def root(request: web.Request) -> web.Response:
+    """``/``: a quick answer for clients that probe the base URL before their first request."""
+    return _json({"name": "sse-proxy", "endpoints": ["/v1/chat/completions", "/v1/messages", "/v1/models"]})
 
 
 async def healthz(request: web.Request) -> web.Response:

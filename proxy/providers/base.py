@@ -15,12 +15,14 @@ plain synchronous objects, no aiohttp, no asyncio, no clock and no random source
 - ``decode_response(body, ctx)``: a 2xx non-stream body as a neutral ``Completion``;
   ``passthrough_response(body)`` is the same-protocol shortcut (the body, fixed where needed,
   and its usage).
+- ``build_native(body, model, provider, headers)``: a request already in the provider's own wire
+  format (a front door of the same protocol), passed on with only the model and the key changed.
 - ``translate_error(status, body)``: the ``ProxyError`` for an upstream error status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,4 +47,7 @@ class Provider:
     decode_response: Callable[[bytes, StreamContext], Completion] | None
     translate_error: Callable[[int, bytes], ProxyError]
     passthrough: Callable[[StreamContext, ProviderConfig], StreamDecoder] | None = None
+    # A request already in this provider's own wire format (from a door of the same protocol),
+    # with the client's protocol headers (e.g. anthropic-beta): only the model and the key change.
+    build_native: Callable[[JSONBody, str, ProviderConfig, Mapping[str, str]], UpstreamRequest] | None = None
     passthrough_response: Callable[[bytes], tuple[bytes, Usage | None]] | None = None

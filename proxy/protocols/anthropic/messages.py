@@ -239,8 +239,11 @@ def _messages(raw: Any) -> list[JSONBody]:
         if not isinstance(msg, dict):
             raise BadRequest(f"'{where}' must be an object", param=where)
         role, content = msg.get("role"), msg.get("content")
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant", "system"):
             raise BadRequest(f"'{where}.role' must be user or assistant", param=f"{where}.role")
+        if role == "system":  # Claude Code sends these for models it does not know: a system message
+            out.append({"role": "system", "content": content if isinstance(content, str) else _texts(content, where)})
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
@@ -250,6 +253,12 @@ def _messages(raw: Any) -> list[JSONBody]:
         else:
             out.append(_assistant(blocks))
     return out
+
+
+def _texts(content: Any, where: str) -> str:
+    """The text blocks of a system entry in ``messages``, joined (other blocks are left out)."""
+    blocks = _blocks(content, where)
+    return "\n\n".join(str(b.get("text", "")) for btype, b, _ in blocks if btype == "text")
 
 
 def _blocks(content: Any, where: str) -> list[tuple[str, JSONBody, str]]:
