@@ -960,7 +960,7 @@ def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print)
 
         def make(kind: Any = kind, config: ProviderConfig = config) -> Any:
             # What the chat front door runs: the pass-through, else the decoder feeding its encoder.
-            if kind.passthrough is not None:
+            if kind.protocol == "openai_chat" and kind.passthrough is not None:
                 return kind.passthrough(ctx, config)
             return kind.stream_decoder(ChatEncoder(ctx), ctx, config)
 

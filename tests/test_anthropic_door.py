@@ -26,9 +26,9 @@ from proxy.errors import BadRequest, ProxyError, StreamError, UpstreamError
 from proxy.protocols.anthropic.encode import PING, MessagesEncoder, encode_message, error_body, error_frame
 from proxy.protocols.anthropic.messages import THOUGHT_SIGNATURE_PREFIX, to_chat
 from proxy.protocols.anthropic.stream import AnthropicStream
-from proxy.protocols.gemini.request import build_request as gemini_request
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, ToolCall, Usage
+from proxy.providers.gemini import build_request as gemini_request
 from proxy.wire.sse import SSEDecoder
 from tests import test_anthropic as anthropic_cases
 from tests import test_gemini as gemini_cases
@@ -831,7 +831,7 @@ _USER = {"role": "user", "content": "hi"}
         ({"messages": None}, "messages"),
         ({"messages": {"role": "user"}}, "messages"),
         ({"messages": ["hi"]}, "messages[0]"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0].type"),
         ({"messages": [{"role": "user", "content": ["x"]}]}, "messages[0].content[0].type"),
