@@ -1,8 +1,8 @@
 """Claude Code as a real client (issue 11), first against a fake Anthropic Messages API, to pin
 down what the CLI sends and that the harness drives it headless, offline and fast.
 
-To run the same turns through the proxy, start the proxy (``/v1/messages`` routed to a fake
-OpenAI upstream) and pass its URL as ``base_url`` and a ``provider/model`` as ``model``.
+The last tests run the same turns through the proxy: Claude Code -> ``/v1/messages`` -> a fake
+OpenAI-compatible upstream, with Claude Code's model id sent there by an ``[aliases]`` entry.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import tests.agent_cli as agent_cli
+from proxy.config import build
+from proxy.server import create_app
 from tests.agent_cli import INSTALL_SCRIPT, Block, FakeAnthropic, Reply, Seen, run_claude, text_reply, tool_results
 
 MODEL = "claude-sonnet-4-5"
@@ -206,3 +210,119 @@ def test_claude_binary_skips_with_the_reason_without_node(tmp_path: Path, monkey
 
     with pytest.raises(pytest.skip.Exception, match="Node/npm not found"):
         agent_cli.claude_binary()
+
+
+# --- Through the proxy: /v1/messages -> a fake OpenAI-compatible upstream ----------------------
+
+
+class FakeOpenAI:
+    """A chat-completions server that streams OpenAI chunks, scripted like ``FakeAnthropic``."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.bodies: list[dict[str, Any]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for chunk in self.script(body, len(self.bodies)):
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+def _chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None) -> Any:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    chunk: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "gpt-x",
+        "choices": choices,
+    }
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def openai_pong(body: dict[str, Any], turn: int) -> list[Any]:
+    return [
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"content": "PO"}),
+        _chunk({"content": "NG"}),
+        _chunk({}, "stop"),
+        _chunk(None, usage={"prompt_tokens": 900, "completion_tokens": 2, "total_tokens": 902}),
+    ]
+
+
+def openai_bash_then_quote(body: dict[str, Any], turn: int) -> list[Any]:
+    results = [m for m in body["messages"] if m["role"] == "tool"]
+    usage = {"prompt_tokens": 1000, "completion_tokens": 9, "total_tokens": 1009}
+    if results:
+        text = results[-1]["content"]
+        if isinstance(text, list):
+            text = "".join(part.get("text", "") for part in text)
+        return [
+            _chunk({"role": "assistant", "content": f"The command printed {text.splitlines()[0]}"}),
+            _chunk({}, "stop"),
+            _chunk(None, usage=usage),
+        ]
+    call = {"index": 0, "id": "call_bash_1", "type": "function", "function": {"name": "Bash", "arguments": ""}}
+    arguments = orjson.dumps({"command": TOOL_COMMAND}).decode()
+    return [
+        _chunk({"role": "assistant", "content": "I will run it."}),
+        _chunk({"tool_calls": [call]}),
+        *(
+            _chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 7]}}]})
+            for i in range(0, len(arguments), 7)
+        ),
+        _chunk({}, "tool_calls"),
+        _chunk(None, usage=usage),
+    ]
+
+
+async def proxy_to(aiohttp_server: Any, fake: FakeOpenAI) -> TestServer:
+    upstream = await aiohttp_server(fake.app())
+    provider = {"kind": "openai", "base_url": str(upstream.make_url("/v1")), "api_key": "upstream-key"}
+    config = build({"providers": {"up": provider}, "aliases": {MODEL: "up/gpt-x"}}, "<test>", {})
+    server: TestServer = await aiohttp_server(create_app(config))
+    return server
+
+
+async def test_through_the_proxy_a_text_turn_from_an_openai_upstream(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeOpenAI(openai_pong)
+    proxy = await proxy_to(aiohttp_server, fake)
+
+    run = await run_claude("Answer with the single word PONG.", base_url=base_url(proxy), model=MODEL, workdir=tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert run.text == "PONG", run.explain()
+    (sent,) = fake.bodies  # the alias sent Claude Code's model id to the OpenAI upstream
+    assert sent["model"] == "gpt-x" and sent["stream"] is True
+    assert sent["messages"][0]["role"] == "system"  # Claude Code's system blocks
+    assert any(m["role"] == "user" for m in sent["messages"])
+
+
+async def test_through_the_proxy_a_tool_turn_runs_bash(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeOpenAI(openai_bash_then_quote)
+    proxy = await proxy_to(aiohttp_server, fake)
+
+    run = await run_claude("Run the echo.", base_url=base_url(proxy), model=MODEL, workdir=tmp_path, tools="Bash")
+
+    assert run.returncode == 0, run.explain()
+    assert "sse-proxy-42" in run.text, run.explain()
+    first, second = fake.bodies
+    assert [t["function"]["name"] for t in first["tools"]] == ["Bash"]
+    assistant = next(m for m in second["messages"] if m["role"] == "assistant" and m.get("tool_calls"))
+    (call,) = assistant["tool_calls"]
+    assert call["function"]["name"] == "Bash"
+    assert orjson.loads(call["function"]["arguments"]) == {"command": TOOL_COMMAND}
+    (result,) = [m for m in second["messages"] if m["role"] == "tool"]
+    assert result["tool_call_id"] == call["id"]
+    assert "sse-proxy-42" in str(result["content"])
