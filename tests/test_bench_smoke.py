@@ -162,6 +162,7 @@ def test_scenario_knobs_from_model_and_headers() -> None:
     assert sc.chunks == 9
 
 
+@pytest.mark.slow
 def test_bench_direct_and_bare_relay(upstream: str, tmp_path: Path) -> None:
     port = _free_port()
     relay = _start(
@@ -182,6 +183,7 @@ def _kinds() -> list[str]:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("proxy.cli") is None, reason="the proxy CLI is not there yet")
+@pytest.mark.slow
 def test_bench_through_the_proxy(upstream: str, tmp_path: Path) -> None:
     cfg = tmp_path / "proxy.toml"
     cfg.write_text(
@@ -215,6 +217,7 @@ def test_bench_through_the_proxy(upstream: str, tmp_path: Path) -> None:
     _assert_verified(result, set(_kinds()))
 
 
+@pytest.mark.slow
 def test_translator_mode_verifies_synthetic_streams(tmp_path: Path) -> None:
     out = tmp_path / "tr.json"
     run = subprocess.run(

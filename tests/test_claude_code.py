@@ -24,6 +24,8 @@ from proxy.config import build
 from proxy.server import create_app
 from tests.agent_cli import INSTALL_SCRIPT, Block, FakeAnthropic, Reply, Seen, run_claude, text_reply, tool_results
 
+pytestmark = pytest.mark.slow  # the CLI itself runs (and is installed on first use)
+
 MODEL = "claude-sonnet-4-5"
 TOOL_COMMAND = "echo sse-proxy-$((6*7))"
 
