@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from proxy.config import Config, ProviderConfig
-from proxy.errors import ProxyError, StreamError, UnsupportedByProvider, UpstreamError, UpstreamTimeout
+from proxy.errors import ProxyError, StreamError, UpstreamError, UpstreamTimeout
 from proxy.frontdoors.base import FrontDoor
 from proxy.observability.record import Outcome, Records, RequestRecord
-from proxy.protocols.stream import StreamContext, StreamDecoder
+from proxy.protocols.stream import StreamContext
 from proxy.providers import provider_kind
-from proxy.providers.base import JSONBody, Provider
+from proxy.providers.base import JSONBody
 from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
 from proxy.routing import Router, Target
 from proxy.transport import Transport
@@ -176,8 +176,9 @@ async def _attempt(
     kind = provider_kind(config.kind)
     door = call.door
     ctx = call.ctx = _with_model(call.ctx, target.model)
-    if call.native is not None and door.protocol == kind.protocol and kind.build_native is not None:
-        upstream_request = kind.build_native(call.native, target.model, config, call.native_headers)
+    native = kind.native(door.protocol, config)
+    if native is not None and native.build is not None and call.native is not None:
+        upstream_request = native.build(call.native, target.model, config, call.native_headers)
     else:
         upstream_request = kind.build_request(call.pivot(body), target.model, config, ctx)
     upstream = await state.transport.open(upstream_request, config)
@@ -190,7 +191,7 @@ async def _attempt(
             raise err
         if stream:
             await _check_stream(upstream, config)
-            decoder = _decoder(kind, door, ctx, config)
+            decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
             response = await relay_stream(
                 request,
                 upstream,
@@ -205,14 +206,12 @@ async def _attempt(
             call.record.usage = decoder.usage
             return response
         data = await read_body(upstream, config)
-        if door.protocol == kind.protocol and kind.passthrough_response is not None:
-            out, call.record.usage = kind.passthrough_response(data)
-        elif kind.decode_response is not None:
+        if native is not None:
+            out, call.record.usage = native.response(data)
+        else:
             completion = kind.decode_response(data, ctx)
             call.record.usage = completion.usage
             out = door.encode_completion(completion, ctx)
-        else:
-            raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot answer the {door.name} API yet")
         call.record.first_byte_at = state.transport.watchdog.loop().time()
         call.record.bytes_out = len(out)
         return web.Response(body=out, content_type="application/json", headers=headers)
@@ -222,14 +221,6 @@ async def _attempt(
 
 def _with_model(ctx: StreamContext, model: str) -> StreamContext:
     return StreamContext(ctx.id, ctx.created, model, ctx.include_usage, ctx.legacy_functions, ctx.call_id_prefix)
-
-
-def _decoder(kind: Provider, door: FrontDoor, ctx: StreamContext, config: ProviderConfig) -> StreamDecoder:
-    if door.protocol == kind.protocol and kind.passthrough is not None:
-        return kind.passthrough(ctx, config)
-    if kind.stream_decoder is None:
-        raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot stream to the {door.name} API yet")
-    return kind.stream_decoder(door.encoder(ctx), ctx, config)
 
 
 async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> None:

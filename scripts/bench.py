@@ -960,8 +960,9 @@ def translator_bench(min_time: float = 0.5, chunks: int = 200, log: Any = print)
 
         def make(kind: Any = kind, config: ProviderConfig = config) -> Any:
             # What the chat front door runs: the pass-through, else the decoder feeding its encoder.
-            if kind.protocol == "openai_chat" and kind.passthrough is not None:
-                return kind.passthrough(ctx, config)
+            native = kind.native("openai_chat", config)
+            if native is not None:
+                return native.stream(ctx, config)
             return kind.stream_decoder(ChatEncoder(ctx), ctx, config)
 
         synth = b"".join(fake_upstream.stream_frames(provider, chunks, 1, model="bench-model", include_usage=True))

@@ -385,8 +385,7 @@ def test_non_object_event_data_is_an_error() -> None:
 
 def test_registry_and_provider() -> None:
     assert provider_kind("anthropic") is KIND
-    assert KIND.kind == KIND.protocol == "anthropic" and KIND.passthrough is not None
-    assert KIND.stream_decoder is not None
+    assert KIND.kind == "anthropic" and KIND.native("anthropic", PROVIDER) is not None
     assert isinstance(KIND.stream_decoder(ChatEncoder(CTX), CTX, PROVIDER), AnthropicStream)
 
 

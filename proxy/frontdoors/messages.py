@@ -25,7 +25,7 @@ from proxy.protocols.anthropic.messages import to_chat
 from proxy.protocols.openai_chat.validate import validate_chat_request
 from proxy.protocols.stream import Completion, StreamContext
 from proxy.providers import provider_kind
-from proxy.providers.base import Provider
+from proxy.providers.base import Native, Provider
 from proxy.transport.base import UpstreamRequest
 from proxy.transport.http import read_body
 
@@ -95,8 +95,9 @@ async def _count(request: web.Request, call: Call) -> web.StreamResponse:
     target = await attempts.next()
     call.record.target, call.record.provider, call.record.attempts = target.label, target.provider.name, 1
     kind = provider_kind(target.provider.kind)
-    if kind.protocol == DOOR.protocol and kind.build_native is not None:
-        return await _relay_count(request, target.model, target.provider, kind, native)
+    native_api = kind.native(DOOR.protocol, target.provider)
+    if native_api is not None and native_api.build is not None:
+        return await _relay_count(request, target.model, target.provider, kind, native_api, native)
     to_chat({"max_tokens": 1, **native})  # the same 400s as /v1/messages for a malformed body
     text = orjson.dumps([native.get("system"), native.get("messages"), native.get("tools")])
     tokens = math.ceil(len(text.decode("utf-8", "replace")) / CHARS_PER_TOKEN)
@@ -104,13 +105,13 @@ async def _count(request: web.Request, call: Call) -> web.StreamResponse:
 
 
 async def _relay_count(
-    request: web.Request, model: str, config: ProviderConfig, kind: Provider, native: dict[str, Any]
+    request: web.Request, model: str, config: ProviderConfig, kind: Provider, api: Native, native: dict[str, Any]
 ) -> web.Response:
     state = request.app[STATE]
     headers = {h: request.headers[h] for h in _NATIVE_HEADERS if h in request.headers}
     body = {k: v for k, v in native.items() if k not in ("stream", "max_tokens")}
-    assert kind.build_native is not None
-    messages = kind.build_native(body, model, config, headers)
+    assert api.build is not None
+    messages = api.build(body, model, config, headers)
     counting = UpstreamRequest(url=messages.url + "/count_tokens", headers=messages.headers, body=messages.body)
     upstream = await state.transport.open(counting, config)
     try:

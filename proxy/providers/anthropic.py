@@ -13,7 +13,7 @@ from proxy.protocols.anthropic.response import decode_response
 from proxy.protocols.anthropic.stream import AnthropicStream
 from proxy.protocols.anthropic.wire import DEFAULT_VERSION, translate_error
 from proxy.protocols.stream import StreamContext, StreamEncoder
-from proxy.providers.base import JSONBody, Provider, UpstreamRequest
+from proxy.providers.base import JSONBody, Native, Provider, UpstreamRequest
 
 __all__ = ["PROVIDER", "build_native", "build_request"]
 
@@ -53,12 +53,9 @@ def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: Provid
 
 PROVIDER = Provider(
     kind="anthropic",
-    protocol="anthropic",
     build_request=build_request,
     stream_decoder=_stream_decoder,
     decode_response=decode_response,
     translate_error=translate_error,
-    passthrough=_passthrough,
-    passthrough_response=passthrough_body,
-    build_native=build_native,
+    natives={"anthropic": Native(stream=_passthrough, response=passthrough_body, build=build_native)},
 )

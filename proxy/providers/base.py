@@ -9,21 +9,17 @@ plain synchronous objects, no aiohttp, no asyncio, no clock and no random source
   ``UnsupportedByProvider`` for what this provider cannot do (a fallback moves on).
 - ``stream_decoder(encoder, ctx, provider)``: a ``StreamDecoder`` that turns the upstream's
   stream into calls on the front door's ``encoder``.
-- ``passthrough(ctx, provider)``: for a front door whose wire format is the provider's own
-  (``protocol``), a decoder that hands the upstream's bytes on with no decode at all; ``None``
-  when the provider has none.
-- ``decode_response(body, ctx)``: a 2xx non-stream body as a neutral ``Completion``;
-  ``passthrough_response(body)`` is the same-protocol shortcut (the body, fixed where needed,
-  and its usage).
-- ``build_native(body, model, provider, headers)``: a request already in the provider's own wire
-  format (a front door of the same protocol), passed on with only the model and the key changed.
+- ``decode_response(body, ctx)``: a 2xx non-stream body as a neutral ``Completion``.
+- ``natives``: for each front door whose wire format is the provider's own (by the door's
+  ``protocol``), a ``Native``: the request sent as the client wrote it and the answer passed on
+  byte for byte, with no decode at all.
 - ``translate_error(status, body)``: the ``ProxyError`` for an upstream error status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config import ProviderConfig
@@ -31,23 +27,45 @@ from proxy.errors import ProxyError
 from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, StreamEncoder, Usage
 from proxy.transport.base import UpstreamRequest
 
-__all__ = ["JSONBody", "Provider", "StreamContext", "UpstreamRequest"]
+__all__ = ["JSONBody", "Native", "Provider", "StreamContext", "UpstreamRequest"]
 
 JSONBody = dict[str, Any]
 
 
+def _always(config: ProviderConfig) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Native:
+    """How a provider serves a front door of its own wire format, with no translation at all.
+
+    ``stream`` is the byte pass-through of the upstream's stream (usage and the end read on
+    the side); ``response`` hands a whole body on (fixed where needed) with its usage. ``build``
+    sends the door's own request body (only the model and the key change, the client's protocol
+    headers kept); ``None`` when that body is the pivot itself (OpenAI chat). ``enabled`` says
+    whether a configured provider has this API (OpenAI's ``/v1/responses``, say, is an option).
+    """
+
+    stream: Callable[[StreamContext, ProviderConfig], StreamDecoder]
+    response: Callable[[bytes], tuple[bytes, Usage | None]]
+    build: Callable[[JSONBody, str, ProviderConfig, Mapping[str, str]], UpstreamRequest] | None = None
+    enabled: Callable[[ProviderConfig], bool] = _always
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """One provider kind (``kind`` in the config) and the wire protocol it answers in."""
+    """One provider kind (``kind`` in the config): a request builder, decoders, and the front
+    doors it serves natively (``natives``, by the door's ``protocol``)."""
 
     kind: str
-    protocol: str  # the wire format of its answers: "openai_chat", "anthropic", "gemini"
     build_request: Callable[[JSONBody, str, ProviderConfig, StreamContext], UpstreamRequest]
-    stream_decoder: Callable[[StreamEncoder, StreamContext, ProviderConfig], StreamDecoder] | None
-    decode_response: Callable[[bytes, StreamContext], Completion] | None
+    stream_decoder: Callable[[StreamEncoder, StreamContext, ProviderConfig], StreamDecoder]
+    decode_response: Callable[[bytes, StreamContext], Completion]
     translate_error: Callable[[int, bytes], ProxyError]
-    passthrough: Callable[[StreamContext, ProviderConfig], StreamDecoder] | None = None
-    # A request already in this provider's own wire format (from a door of the same protocol),
-    # with the client's protocol headers (e.g. anthropic-beta): only the model and the key change.
-    build_native: Callable[[JSONBody, str, ProviderConfig, Mapping[str, str]], UpstreamRequest] | None = None
-    passthrough_response: Callable[[bytes], tuple[bytes, Usage | None]] | None = None
+    natives: Mapping[str, Native] = field(default_factory=dict)
+
+    def native(self, protocol: str, config: ProviderConfig) -> Native | None:
+        """How this provider serves a door of ``protocol`` untouched, or None (translate)."""
+        native = self.natives.get(protocol)
+        return native if native is not None and native.enabled(config) else None

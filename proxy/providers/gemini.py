@@ -32,7 +32,6 @@ def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: Provid
 
 PROVIDER = Provider(
     kind="gemini",
-    protocol="gemini",
     build_request=build_request,
     stream_decoder=_stream_decoder,
     decode_response=decode_response,

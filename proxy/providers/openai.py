@@ -8,7 +8,7 @@ from proxy.config import ProviderConfig
 from proxy.protocols.openai_chat.decode import ChatChunkDecoder, decode_response
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
 from proxy.protocols.stream import StreamEncoder
-from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
+from proxy.providers.base import JSONBody, Native, Provider, StreamContext, UpstreamRequest
 
 __all__ = ["PROVIDER", "build_request"]
 
@@ -41,11 +41,9 @@ def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: Provid
 
 PROVIDER = Provider(
     kind="openai",
-    protocol="openai_chat",
     build_request=build_request,
     stream_decoder=_stream_decoder,
     decode_response=decode_response,
     translate_error=translate_error,
-    passthrough=PassthroughTranslator,
-    passthrough_response=passthrough_body,
+    natives={"openai_chat": Native(stream=PassthroughTranslator, response=passthrough_body)},
 )
