@@ -70,7 +70,7 @@ PROVIDER_KEYS: Mapping[str, Option] = MappingProxyType(
 # Each kind's own keys; they land in ProviderConfig.options. A key in neither table is a typo.
 KIND_OPTIONS: Mapping[str, Mapping[str, Option]] = MappingProxyType(
     {
-        "openai": MappingProxyType({"normalise": BOOL, "stream_usage": BOOL}),
+        "openai": MappingProxyType({"normalise": BOOL, "stream_usage": BOOL, "responses": BOOL}),
         "anthropic": MappingProxyType({"default_max_tokens": POSITIVE_INT, "anthropic_version": STR}),
         "gemini": MappingProxyType({"safety_settings": TABLE_LIST}),
         "mock": MappingProxyType({"chunk_delay_ms": NON_NEGATIVE, "first_token_ms": NON_NEGATIVE, "text": STR}),
@@ -137,6 +137,7 @@ def _openai_compatible(base_url: str, env: str | None, models: tuple[str, ...] =
     }
     if not normalise:  # OpenAI's own stream needs no normalising (see proxy.protocols.openai_chat.passthrough)
         preset["normalise"] = False
+        preset["responses"] = True  # and it serves /v1/responses itself: that door passes through
     return preset
 
 

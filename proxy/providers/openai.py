@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 
 from proxy.config import ProviderConfig
 from proxy.protocols.openai_chat.decode import ChatChunkDecoder, decode_response
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
+from proxy.protocols.openai_responses.passthrough import ResponsesPassthrough
+from proxy.protocols.openai_responses.passthrough import passthrough_body as responses_body
 from proxy.protocols.stream import StreamEncoder
 from proxy.providers.base import JSONBody, Native, Provider, StreamContext, UpstreamRequest
 
@@ -34,6 +38,26 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
 
 
+def build_responses(body: JSONBody, model: str, provider: ProviderConfig, client: Mapping[str, str]) -> UpstreamRequest:
+    """The client's own Responses body to ``{base_url}/responses`` (only the model and the key change)."""
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+    if provider.api_key:
+        headers["Authorization"] = f"Bearer {provider.api_key}"
+    if provider.headers:
+        headers.update(provider.headers)
+    payload = orjson.dumps({**body, "model": model})
+    return UpstreamRequest(url=f"{provider.base_url}/responses", headers=headers, body=payload)
+
+
+def _has_responses(provider: ProviderConfig) -> bool:
+    """Option ``responses``: the server has OpenAI's ``/v1/responses`` (the ``openai`` preset's)."""
+    return provider.options.get("responses") is True
+
+
+def _responses_passthrough(ctx: StreamContext, provider: ProviderConfig) -> ResponsesPassthrough:
+    return ResponsesPassthrough()
+
+
 def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> ChatChunkDecoder:
     """For a front door of another wire format: OpenAI chunks decoded into the door's encoder."""
     return ChatChunkDecoder(encoder, ctx)
@@ -45,5 +69,10 @@ PROVIDER = Provider(
     stream_decoder=_stream_decoder,
     decode_response=decode_response,
     translate_error=translate_error,
-    natives={"openai_chat": Native(stream=PassthroughTranslator, response=passthrough_body)},
+    natives={
+        "openai_chat": Native(stream=PassthroughTranslator, response=passthrough_body),
+        "openai_responses": Native(
+            stream=_responses_passthrough, response=responses_body, build=build_responses, enabled=_has_responses
+        ),
+    },
 )
