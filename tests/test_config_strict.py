@@ -74,7 +74,7 @@ def test_every_kind_accepts_its_options_and_keeps_them_read_only() -> None:
     config = build(
         {
             "providers": {
-                "openai": {"normalise": True, "stream_usage": True},
+                "openai": {"normalise": True, "stream_usage": True, "responses": False},
                 "anthropic": {"default_max_tokens": 1024, "anthropic_version": "2023-06-01"},
                 "gemini": {"safety_settings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}]},
                 "mock": {"chunk_delay_ms": 0, "first_token_ms": 1.5, "text": "hello"},
@@ -83,7 +83,7 @@ def test_every_kind_accepts_its_options_and_keeps_them_read_only() -> None:
         "proxy.toml",
         {},
     )
-    assert dict(config.providers["openai"].options) == {"normalise": True, "stream_usage": True}
+    assert dict(config.providers["openai"].options) == {"normalise": True, "stream_usage": True, "responses": False}
     assert config.providers["anthropic"].options.get("default_max_tokens") == 1024
     assert config.providers["gemini"].options["safety_settings"][0]["threshold"] == "BLOCK_NONE"
     assert config.providers["mock"].options.get("text") == "hello"
