@@ -16,6 +16,7 @@ from aiohttp import web
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load
+from proxy.connections import ProxyRunner, raise_open_files_limit
 from proxy.server import create_app
 
 __all__ = ["main", "serve"]
@@ -46,7 +47,7 @@ def describe_providers(config: Config) -> str:
 
 async def serve(config: Config, host: str, port: int, workers: int, announce: bool) -> None:
     """Run one server process until SIGINT/SIGTERM."""
-    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    runner = ProxyRunner(create_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=workers > 1, backlog=2048)
     await site.start()
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sse-proxy: --workers must be at least 1", file=sys.stderr)
         return 2
     use_uvloop = not args.no_uvloop
+    raise_open_files_limit()  # before forking: workers inherit it
     try:
         if workers == 1:
             _worker(config, host, port, 1, True, use_uvloop)

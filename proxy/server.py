@@ -15,6 +15,7 @@ from aiohttp import web
 from proxy.config import Config
 from proxy.errors import ProxyError
 from proxy.frontdoors import chat_completions, messages, meta
+from proxy.frontdoors.body import BODY_LIMITS, BodyLimits
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
 from proxy.protocols.openai_chat.encode import error_body
@@ -65,6 +66,7 @@ def _resolution(config: Config) -> float:
     times = [min(p.first_byte_timeout_s, p.idle_timeout_s) for p in config.providers.values()]
     if config.server.keepalive_s:
         times.append(config.server.keepalive_s)
+    times += [config.server.header_timeout_s, config.server.body_timeout_s]  # proxy.connections, read_json
     return min([1.0, *(t / 8 for t in times)])
 
 
@@ -73,6 +75,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
     transport = Transport(Watchdog(_resolution(config)))
     app[STATE] = State(config=config, router=Router(config), transport=transport, records=Records([access_line]))
+    app[BODY_LIMITS] = BodyLimits.from_config(config.server, transport.watchdog)
     app.cleanup_ctx.append(_transport_ctx)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions.handle)

@@ -57,9 +57,17 @@ class ProviderConfig:
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    max_body_bytes: int = 32 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
     keepalive_s: float | None = None
     workers: int = 1
+    # Client-side bounds (README "Bounded resources"): bytes of request bodies being read and
+    # parsed at once, per process; deadlines for slow or idle clients; open client connections
+    # per process (None: half the open-file limit, so every client can still reach an upstream).
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keepalive_timeout_s: float = 15.0
+    max_connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

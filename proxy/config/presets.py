@@ -85,6 +85,11 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "max_body_bytes": POSITIVE_INT,
         "keepalive_s": NON_NEGATIVE,
         "workers": POSITIVE_INT,
+        "max_inflight_body_bytes": POSITIVE_INT,
+        "header_timeout_s": POSITIVE_NUMBER,
+        "body_timeout_s": POSITIVE_NUMBER,
+        "keepalive_timeout_s": POSITIVE_NUMBER,
+        "max_connections": POSITIVE_INT,
     }
 )
 

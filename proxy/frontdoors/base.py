@@ -14,8 +14,11 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from proxy.errors import BadRequest, PayloadTooLarge, ProxyError
+from proxy.errors import BadRequest, ProxyError
+from proxy.protocols.depth import MAX_DEPTH, too_deep
 from proxy.protocols.stream import Completion, StreamContext, StreamEncoder
+
+from .body import BODY_LIMITS, read_parsed
 
 __all__ = ["FrontDoor", "read_json"]
 
@@ -34,18 +37,21 @@ class FrontDoor(Protocol):
     def error_frame(self, err: ProxyError) -> bytes: ...
 
 
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object: 413 over ``limit`` bytes, 400 when it is not one."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
+async def read_json(request: web.Request, limit: int | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, within the app's ``BodyLimits`` (``limit`` overrides
+    its per-body cap): 413 over it, 503 when the process is reading too many bodies, 408 when
+    the body is too slow, 400 when it is not a JSON object or nests too deeply."""
+    limits = request.app[BODY_LIMITS]
+    return await read_parsed(request, limits, limits.max_body_bytes if limit is None else limit, _json_object)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    if too_deep(body):
+        raise BadRequest(f"the request body is nested too deeply (more than {MAX_DEPTH} levels of objects and arrays)")
     return body

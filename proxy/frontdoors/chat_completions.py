@@ -12,7 +12,7 @@ import time
 from aiohttp import web
 
 from proxy.errors import ProxyError
-from proxy.pipeline import STATE, Call, endpoint, run
+from proxy.pipeline import Call, endpoint, run
 from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion, error_body, error_frame
 from proxy.protocols.openai_chat.validate import validate_chat_request
 from proxy.protocols.stream import Completion, StreamContext
@@ -44,8 +44,7 @@ DOOR = ChatCompletions()
 
 
 async def _handle(request: web.Request, call: Call) -> web.StreamResponse:
-    state = request.app[STATE]
-    body = await read_json(request, state.config.server.max_body_bytes)
+    body = await read_json(request)
     validate_chat_request(body)
     stream = body.get("stream") is True
     options = body.get("stream_options")

@@ -65,8 +65,7 @@ def _pivot(native: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _handle(request: web.Request, call: Call) -> web.StreamResponse:
-    state = request.app[STATE]
-    native = await read_json(request, state.config.server.max_body_bytes)
+    native = await read_json(request)
     model = native.get("model")
     if not isinstance(model, str) or not model:
         raise ProxyError("'model' is required and must be a string", status=400, type="invalid_request_error")
@@ -86,7 +85,7 @@ async def _count(request: web.Request, call: Call) -> web.StreamResponse:
     """Relayed to an Anthropic upstream; for any other provider an estimate: the characters of the
     system prompt, messages and tools (as JSON) divided by ``CHARS_PER_TOKEN``, rounded up."""
     state = request.app[STATE]
-    native = await read_json(request, state.config.server.max_body_bytes)
+    native = await read_json(request)
     model = native.get("model")
     if not isinstance(model, str) or not model:
         raise ProxyError("'model' is required and must be a string", status=400, type="invalid_request_error")

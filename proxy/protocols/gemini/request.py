@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from proxy.errors import BadRequest, UnsupportedByProvider
+from proxy.protocols.depth import too_deep
 from proxy.protocols.gemini.wire import (
     API_VERSION,
     EFFORT_BUDGETS,
@@ -297,7 +298,7 @@ def _response_object(text: str) -> JSONBody:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
             value = None
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not too_deep(value):  # too deep to write back: sent as text
             return value
     return {"content": text}
 

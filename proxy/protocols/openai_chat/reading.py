@@ -30,6 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from proxy.errors import BadRequest
+from proxy.protocols.depth import MAX_DEPTH, too_deep
 
 __all__ = [
     "AudioPart",
@@ -395,6 +396,8 @@ def read_arguments(raw: Any, where: str) -> JSONObject:
         raise BadRequest(f"'{where}' is not valid JSON", param=where) from None
     if not isinstance(value, dict):
         raise BadRequest(f"'{where}' must encode a JSON object", param=where)
+    if too_deep(value):  # parsed here, written again by the provider's mapper (see proxy.protocols.depth)
+        raise BadRequest(f"'{where}' is nested too deeply (more than {MAX_DEPTH} levels)", param=where)
     return value
 
 
