@@ -4,6 +4,7 @@ upstreams on 127.0.0.1 speaking each provider's wire format."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+from proxy.protocols.gemini.stream import GeminiStream
+from proxy.protocols.openai_chat.encode import ChatEncoder
 from tests.conftest import UPSTREAM_KEY
+from tests.support import CTX, FIXTURES, assert_same_every_split, splits
+from tests.test_gemini import load as gemini_load
 
 CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -55,3 +60,62 @@ async def test_upstream_retry_after_reaches_the_client(
         await client.chat.completions.create(model="up/m", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code == status
     assert caught.value.response.headers["Retry-After"] == "7"
+
+
+# --- Gemini: a finished answer ends the stream, not EOF ----------------------------------------
+
+USAGE_CTX = replace(CTX, include_usage=True)
+
+
+@pytest.mark.parametrize("case", ["max-tokens", "thinking-text", "gemini-text", "usage-after-finish"])
+def test_gemini_stream_is_done_once_the_answer_is_whole(case: str) -> None:
+    """Done within ``feed`` (whatever the reads), so the relay ends the stream without EOF."""
+    data = gemini_load(case)
+    expected = (FIXTURES / "gemini" / f"{case}.expected").read_bytes()
+    for name, parts in splits(data):
+        translator = GeminiStream(ChatEncoder(USAGE_CTX), USAGE_CTX)
+        out = b"".join(translator.feed(part) for part in parts)
+        assert translator.done, name
+        assert out == expected and translator.finish() == b"", name
+
+
+def test_gemini_answer_with_its_final_usage_ignores_what_follows() -> None:
+    data = gemini_load("max-tokens") + b'{\n  "error": {"code": 503, "message": "late"}\n}\n' + b"data: junk\r\n\r\n"
+    expected = (FIXTURES / "gemini" / "max-tokens.expected").read_bytes()
+    assert assert_same_every_split(lambda: GeminiStream(ChatEncoder(USAGE_CTX), USAGE_CTX), data) == expected
+
+
+def test_gemini_finish_without_final_usage_waits_for_the_next_event() -> None:
+    data = gemini_load("usage-after-finish")
+    translator = GeminiStream(ChatEncoder(USAGE_CTX), USAGE_CTX)
+    first = translator.feed(data[: data.index(b"data:", 1)])
+    assert b'"finish_reason":"stop"' in first and not translator.done
+
+
+async def test_gemini_upstream_keeping_the_connection_open_after_the_answer(
+    aiohttp_server: Any, start_proxy: Any
+) -> None:
+    data = gemini_load("max-tokens")
+
+    async def open_ended(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(data)
+        await asyncio.sleep(30)  # the answer is whole, the connection stays open
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1beta/models/{tail}", open_ended)
+    upstream = await aiohttp_server(app)
+    provider = {"kind": "gemini", "base_url": str(upstream.make_url("")), "api_key": UPSTREAM_KEY}
+    proxy = await start_proxy({"providers": {"up": {**provider, "idle_timeout_s": 0.3}}})
+    client = openai.AsyncOpenAI(base_url=str(proxy.make_url("/v1")), api_key="client", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="up/gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text, finish = "", None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+    assert text == "The history of the Roman Empire spans" and finish == "length"
