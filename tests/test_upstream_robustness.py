@@ -4,6 +4,9 @@ upstreams on 127.0.0.1 speaking each provider's wire format."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from dataclasses import replace
 from typing import Any
 
@@ -119,3 +122,115 @@ async def test_gemini_upstream_keeping_the_connection_open_after_the_answer(
             text += chunk.choices[0].delta.content or ""
             finish = chunk.choices[0].finish_reason or finish
     assert text == "The history of the Roman Empire spans" and finish == "length"
+
+
+# --- A reused connection reset before the response is retried once -----------------------------
+
+COMPLETION = orjson.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    }
+)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bool:
+    """One HTTP request off ``reader`` (head and Content-Length body); False at EOF."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return False
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    await reader.readexactly(length)
+    return True
+
+
+async def keepalive_then_drop(how: str) -> tuple[asyncio.Server, list[int]]:
+    """An upstream that answers the first request of each connection with keep-alive, and drops
+    the connection on its second request without a byte of response (closes or resets it)."""
+    served: list[int] = []  # per request: which request of its connection it was
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count = 0
+        while await _read_request(reader):
+            count += 1
+            served.append(count)
+            if count == 2:
+                if how == "reset":
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.close()
+                return
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+                + b"Content-Length: %d\r\n\r\n" % len(COMPLETION)
+                + COMPLETION
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
+    return server, served
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_a_reused_connection_dropped_before_the_response_is_retried_on_a_new_one(
+    start_proxy: Any, how: str
+) -> None:
+    server, served = await keepalive_then_drop(how)
+    port = server.sockets[0].getsockname()[1]
+    provider = {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "api_key": UPSTREAM_KEY}
+    proxy = await start_proxy({"providers": {"up": provider}})
+    try:
+        for _ in range(3):
+            status, _, body = await post(proxy.make_url("/v1/chat/completions"), {**CHAT, "stream": False})
+            assert status == 200, body
+            assert orjson.loads(body)["choices"][0]["message"]["content"] == "ok"
+        assert 2 in served  # a pooled connection was reused and dropped, and the client never saw it
+    finally:
+        server.close()
+
+
+# --- A connect timeout is reported as one ------------------------------------------------------
+
+
+def _unanswered_port(held: list[socket.socket]) -> int:
+    """A port whose listen queue is full, so that a new connect hangs (its SYN is dropped)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    held.append(listener)
+    port = int(listener.getsockname()[1])
+    for _ in range(4):  # fill the accept queue; never accepted
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        held.append(filler)
+    return port
+
+
+async def test_a_connect_timeout_is_reported_as_a_connect_timeout(start_proxy: Any) -> None:
+    held: list[socket.socket] = []
+    try:
+        port = _unanswered_port(held)
+        provider = {
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "api_key": UPSTREAM_KEY,
+            "connect_timeout_s": 0.3,
+            "first_byte_timeout_s": 20,
+        }
+        proxy = await start_proxy({"providers": {"up": provider}})
+        status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+        error = error_of(body)
+        assert status == 504 and error["type"] == "timeout_error" and error["code"] == "connect_timeout"
+        assert "could not be connected within 0.3 s" in error["message"]
+    finally:
+        for sock in held:
+            sock.close()
