@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import struct
 from dataclasses import replace
@@ -16,9 +17,12 @@ import orjson
 import pytest
 from aiohttp import web
 
+from proxy.config import build
+from proxy.errors import StreamError
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.openai_chat.encode import ChatEncoder
-from tests.conftest import UPSTREAM_KEY
+from proxy.protocols.openai_chat.passthrough import PassthroughTranslator
+from tests.conftest import UPSTREAM_KEY, openai_provider
 from tests.support import CTX, FIXTURES, assert_same_every_split, splits
 from tests.test_gemini import load as gemini_load
 
@@ -234,3 +238,95 @@ async def test_a_connect_timeout_is_reported_as_a_connect_timeout(start_proxy: A
     finally:
         for sock in held:
             sock.close()
+
+
+# --- Junk from an OpenAI-compatible upstream -----------------------------------------------------
+
+PRESETS = build({}, "<t>", {})
+MODES = {"normalise": PRESETS.providers["openrouter"], "exact": PRESETS.providers["openai"]}
+
+
+def chunk_frame(content: str) -> bytes:
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+GOOD = chunk_frame("Hello") + chunk_frame(" world")
+JUNK = {
+    "random-bytes": bytes(random.Random(7).randrange(256) for _ in range(3000)),
+    "invalid-json": b'data: {"id": "chatcmpl-1", "choices": [\n\n',
+    "not-an-object": b"data: [1, 2, 3]\n\n",
+    "a-string": b'data: "hello"\n\n',
+    "plain-text": b"Internal Server Error\n\n",
+    "html": b"<html><body>502 Bad Gateway</body></html>\n\n",
+}
+
+
+def outcome(translator: PassthroughTranslator, parts: list[bytes]) -> tuple[bytes, str | None]:
+    """Everything the client would get (frames, then the error's message if one was raised)."""
+    out: list[bytes] = []
+    try:
+        for part in parts:
+            out.append(translator.feed(part))
+        out.append(translator.finish())
+    except StreamError as exc:
+        return b"".join(out) + exc.output, exc.message
+    return b"".join(out), None
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("junk", sorted(JUNK))
+@pytest.mark.parametrize("framing", ["lf", "crlf"])
+def test_junk_after_good_frames_ends_with_an_error(mode: str, junk: str, framing: str) -> None:
+    data = GOOD + JUNK[junk] + chunk_frame("never") + b"data: [DONE]\n\n"
+    if framing == "crlf":
+        data = data.replace(b"\n", b"\r\n")
+    results = {name: outcome(PassthroughTranslator(CTX, MODES[mode]), parts) for name, parts in splits(data)}
+    out, message = results["whole"]
+    assert all(result == (out, message) for result in results.values())
+    assert message is not None, "junk passed as a stream"
+    assert b"[DONE]" not in out and b"never" not in out
+    assert out == GOOD or junk == "random-bytes"  # the frames before the junk reach the client
+    assert out.startswith(GOOD) or junk == "random-bytes"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_upstream_comments_are_dropped_in_both_modes(mode: str) -> None:
+    data = b": OPENROUTER PROCESSING\n\n" + chunk_frame("a") + b": ping\n\n" + chunk_frame("b") + b"data: [DONE]\n\n"
+    out = assert_same_every_split(lambda: PassthroughTranslator(CTX, MODES[mode]), data)
+    assert out == chunk_frame("a") + chunk_frame("b") + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_frame_end_that_never_comes_is_bounded(mode: str) -> None:
+    translator = PassthroughTranslator(CTX, MODES[mode])
+    piece = b"x" * (1024 * 1024)
+    with pytest.raises(StreamError, match="exceeds"):
+        for _ in range(17):
+            translator.feed(piece)
+
+
+async def test_junk_from_an_openai_upstream_reaches_the_sdk_as_an_error(sse_upstream: Any, start_proxy: Any) -> None:
+    async def junk(request: web.Request, response: web.StreamResponse, rec: Any) -> None:
+        await response.write(GOOD)
+        await asyncio.sleep(0.05)
+        await response.write(b"data: [1, 2, 3]\n\n")
+        await response.write(b"data: [DONE]\n\n")
+
+    upstream, _ = await sse_upstream(junk)
+    proxy = await start_proxy(openai_provider(upstream, normalise=False))
+    client = openai.AsyncOpenAI(base_url=str(proxy.make_url("/v1")), api_key="client", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="up/gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text = ""
+    with pytest.raises(openai.APIError, match="not an OpenAI chunk"):
+        async for chunk in stream:
+            text += chunk.choices[0].delta.content or ""
+    assert text == "Hello world"
