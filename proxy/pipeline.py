@@ -27,7 +27,7 @@ from proxy.observability.record import Outcome, Records, RequestRecord
 from proxy.protocols.stream import StreamContext, StreamDecoder
 from proxy.providers import provider_kind
 from proxy.providers.base import JSONBody, Provider
-from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
+from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, ClientStream, relay_stream
 from proxy.routing import Router, Target
 from proxy.transport import Transport
 from proxy.transport.http import UpstreamResponse, parse_retry_after, read_body
@@ -160,44 +160,67 @@ async def _attempt(
     door = call.door
     ctx = call.ctx = _with_model(call.ctx, target.model)
     upstream_request = kind.build_request(body, target.model, config, ctx)
-    upstream = await state.transport.open(upstream_request, config)
+    # A stream's client side exists before the upstream request: its keep-alives (if any) cover
+    # the wait for the upstream's response head too.
+    client = None
+    if stream:
+        watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
+        client = ClientStream(request, {**SSE_HEADERS, **headers}, watchdog, keepalive_s, door, call.record)
     try:
-        if upstream.status >= 400:
-            err = kind.translate_error(upstream.status, await read_body(upstream, config))
-            retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
-            if retry_after is not None:  # else keep what the provider said in its error body
-                err.retry_after = retry_after
-            raise err
-        if stream:
-            await _check_stream(upstream, config)
-            decoder = _decoder(kind, door, ctx, config)
-            response = await relay_stream(
-                request,
-                upstream,
-                decoder,
-                config,
-                {**SSE_HEADERS, **headers},
-                state.transport.watchdog,
-                state.config.server.keepalive_s,
-                door,
-                call.record,
-            )
-            call.record.usage = decoder.usage
-            return response
-        data = await read_body(upstream, config)
-        if door.protocol == kind.protocol and kind.passthrough_response is not None:
-            out, call.record.usage = kind.passthrough_response(data)
-        elif kind.decode_response is not None:
-            completion = kind.decode_response(data, ctx)
-            call.record.usage = completion.usage
-            out = door.encode_completion(completion, ctx)
-        else:
-            raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot answer the {door.name} API yet")
-        call.record.first_byte_at = state.transport.watchdog.loop().time()
-        call.record.bytes_out = len(out)
-        return web.Response(body=out, content_type="application/json", headers=headers)
+        upstream = await state.transport.open(upstream_request, config)
+        try:
+            return await _answer(request, state, call, kind, config, upstream, client, headers)
+        finally:
+            upstream.close()
+    except ProxyError as err:
+        if client is None or not client.started:
+            raise
+        log.warning("stream from %s failed after a keep-alive: %s", config.name, err.message)
+        return await client.fail(err)  # a keep-alive started the response: too late for a fallback
     finally:
-        upstream.close()
+        if client is not None:
+            client.close()
+
+
+async def _answer(
+    request: web.Request,
+    state: State,
+    call: Call,
+    kind: Provider,
+    config: ProviderConfig,
+    upstream: UpstreamResponse,
+    client: ClientStream | None,
+    headers: Mapping[str, str],
+) -> web.StreamResponse:
+    """The attempt's answer from the opened ``upstream``: relayed into ``client`` for a stream."""
+    door, ctx = call.door, call.ctx
+    if upstream.status >= 400:
+        err = kind.translate_error(upstream.status, await read_body(upstream, config))
+        retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
+        if retry_after is not None:  # else keep what the provider said in its error body
+            err.retry_after = retry_after
+        raise err
+    if client is not None:
+        await _check_stream(upstream, config)
+        decoder = _decoder(kind, door, ctx, config)
+        watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
+        response = await relay_stream(
+            request, upstream, decoder, config, {}, watchdog, keepalive_s, door, call.record, client
+        )
+        call.record.usage = decoder.usage
+        return response
+    data = await read_body(upstream, config)
+    if door.protocol == kind.protocol and kind.passthrough_response is not None:
+        out, call.record.usage = kind.passthrough_response(data)
+    elif kind.decode_response is not None:
+        completion = kind.decode_response(data, ctx)
+        call.record.usage = completion.usage
+        out = door.encode_completion(completion, ctx)
+    else:
+        raise UnsupportedByProvider(f"provider kind '{kind.kind}' cannot answer the {door.name} API yet")
+    call.record.first_byte_at = state.transport.watchdog.loop().time()
+    call.record.bytes_out = len(out)
+    return web.Response(body=out, content_type="application/json", headers=headers)
 
 
 def _with_model(ctx: StreamContext, model: str) -> StreamContext:

@@ -330,3 +330,126 @@ async def test_junk_from_an_openai_upstream_reaches_the_sdk_as_an_error(sse_upst
         async for chunk in stream:
             text += chunk.choices[0].delta.content or ""
     assert text == "Hello world"
+
+
+# --- Timeouts count events, not bytes; keep-alives while the upstream opens ---------------------
+
+
+async def test_an_upstream_sending_only_comments_meets_its_first_byte_timeout(
+    sse_upstream: Any, start_proxy: Any
+) -> None:
+    async def comments(request: web.Request, response: web.StreamResponse, rec: Any) -> None:
+        for _ in range(300):
+            await response.write(b": OPENROUTER PROCESSING\n\n")
+            await asyncio.sleep(0.05)
+
+    upstream, rec = await sse_upstream(comments)
+    proxy = await start_proxy(openai_provider(upstream, first_byte_timeout_s=0.5))
+    status, _, body = await asyncio.wait_for(post(proxy.make_url("/v1/chat/completions"), CHAT), 10)
+    assert status == 504 and error_of(body)["type"] == "timeout_error" and "0.5 s" in error_of(body)["message"]
+    await asyncio.wait_for(rec.disconnected.wait(), 10)
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+async def test_an_upstream_dribbling_bytes_meets_its_idle_timeout(
+    sse_upstream: Any, start_proxy: Any, normalise: bool
+) -> None:
+    first = chunk_frame("one")
+
+    async def dribble(request: web.Request, response: web.StreamResponse, rec: Any) -> None:
+        await response.write(first)
+        for byte in chunk_frame("two" * 100):
+            await response.write(bytes([byte]))
+            await asyncio.sleep(0.05)
+
+    upstream, rec = await sse_upstream(dribble)
+    proxy = await start_proxy(openai_provider(upstream, idle_timeout_s=0.5, normalise=normalise))
+    status, _, body = await asyncio.wait_for(post(proxy.make_url("/v1/chat/completions"), CHAT), 10)
+    assert status == 200 and body.startswith(first)
+    error = error_of(body[len(first) :].removeprefix(b"data: "))
+    assert error["type"] == "timeout_error" and "0.5 s" in error["message"]
+    await asyncio.wait_for(rec.disconnected.wait(), 10)
+
+
+def late_headers(delay_s: float, then: bytes) -> web.Application:
+    """An upstream that sends its response head only after ``delay_s``."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(delay_s)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(then)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", slow)
+    return app
+
+
+async def test_keepalives_flow_while_the_upstream_has_not_sent_its_headers(
+    aiohttp_server: Any, start_proxy: Any
+) -> None:
+    answer = chunk_frame("late") + b"data: [DONE]\n\n"
+    upstream = await aiohttp_server(late_headers(0.6, answer))
+    proxy = await start_proxy({**openai_provider(upstream), "server": {"keepalive_s": 0.1}})
+    status, _, body = await post(proxy.make_url("/v1/chat/completions"), CHAT)
+    assert status == 200 and body.endswith(answer)
+    assert body.startswith(b": keep-alive\n\n") and body[: -len(answer)].count(b": keep-alive\n\n") >= 2
+
+
+async def test_a_failure_after_a_keepalive_before_the_headers_is_an_error_frame(
+    aiohttp_server: Any, start_proxy: Any
+) -> None:
+    upstream = await aiohttp_server(late_headers(30, b""))
+    provider = openai_provider(upstream, first_byte_timeout_s=0.6)
+    proxy = await start_proxy({**provider, "server": {"keepalive_s": 0.1}})
+    status, _, body = await asyncio.wait_for(post(proxy.make_url("/v1/chat/completions"), CHAT), 10)
+    assert status == 200 and body.startswith(b": keep-alive\n\n")
+    frame = body.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+    error = error_of(frame.removeprefix(b"data: "))
+    assert error["type"] == "timeout_error" and "0.6 s" in error["message"]
+
+
+# --- A slow client is not an idle upstream -------------------------------------------------------
+
+
+async def read_slowly(port: int, body: bytes, pauses: int, pause_s: float) -> bytes:
+    """POST ``body`` over a raw socket with a tiny receive buffer; stop reading ``pauses`` times
+    for ``pause_s`` early on, then read to the end."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    await loop.sock_sendall(sock, head + body)
+    received = bytearray()
+    try:
+        for _ in range(pauses):
+            received += await loop.sock_recv(sock, 4096)
+            await asyncio.sleep(pause_s)
+        while chunk := await loop.sock_recv(sock, 65536):
+            received += chunk
+    finally:
+        sock.close()
+    return bytes(received)
+
+
+async def test_a_slow_reader_does_not_get_a_healthy_upstream_timed_out(sse_upstream: Any, start_proxy: Any) -> None:
+    batch = b"".join(chunk_frame(f"{i:04d}" + "x" * 1000) for i in range(100))
+    batches = 200  # about 23 MB: more than every socket buffer on the way holds
+
+    async def lots(request: web.Request, response: web.StreamResponse, rec: Any) -> None:
+        for _ in range(batches):
+            await response.write(batch)
+        await response.write(b"data: [DONE]\n\n")
+
+    upstream, _ = await sse_upstream(lots)
+    proxy = await start_proxy(openai_provider(upstream, idle_timeout_s=0.5, normalise=False))
+    raw = await asyncio.wait_for(read_slowly(proxy.port, orjson.dumps(CHAT), pauses=3, pause_s=1.2), 60)
+    assert raw.startswith(b"HTTP/1.1 200")
+    assert b'"error"' not in raw
+    assert raw.count(b"x" * 1000) == 100 * batches and raw.rstrip(b"\r\n0").endswith(b"data: [DONE]")
