@@ -13,8 +13,10 @@ balancers with idle timeouts keep the connection; the price is that a failure af
 keep-alive can only be reported as an error frame, no longer retried elsewhere.
 
 A watch per stream (``_Clock``, checked by the process's one ``Watchdog`` timer) does the
-time-based work: the upstream idle/first-byte timeout and the keep-alive. It reads progress from
-byte counters, so the hot loop does no timekeeping at all.
+time-based work: the upstream idle/first-byte timeout and the keep-alive. It reads progress
+(what the decoder produced, not upstream bytes) from the client writer's byte counter at each
+sweep, so the hot loop does no timekeeping at all. ``ClientStream`` holds the client's side
+from before the upstream request, so keep-alives also cover the wait for the response head.
 """
 
 from __future__ import annotations
