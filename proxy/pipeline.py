@@ -26,8 +26,8 @@ from proxy.frontdoors.base import FrontDoor
 from proxy.observability.record import Outcome, Records, RequestRecord
 from proxy.protocols.stream import StreamContext
 from proxy.providers import provider_kind
-from proxy.providers.base import JSONBody
-from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, relay_stream
+from proxy.providers.base import JSONBody, Native, Provider
+from proxy.relay import FAILED_AFTER_START, SSE_HEADERS, ClientDisconnected, ClientStream, relay_stream
 from proxy.routing import Router, Target
 from proxy.transport import Transport
 from proxy.transport.http import UpstreamResponse, parse_retry_after, read_body
@@ -181,42 +181,66 @@ async def _attempt(
         upstream_request = native.build(call.native, target.model, config, call.native_headers)
     else:
         upstream_request = kind.build_request(call.pivot(body), target.model, config, ctx)
-    upstream = await state.transport.open(upstream_request, config)
+    # A stream's client side exists before the upstream request: its keep-alives (if any) cover
+    # the wait for the upstream's response head too.
+    client = None
+    if stream:
+        watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
+        client = ClientStream(request, {**SSE_HEADERS, **headers}, watchdog, keepalive_s, door, call.record)
     try:
-        if upstream.status >= 400:
-            err = kind.translate_error(upstream.status, await read_body(upstream, config))
-            retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
-            if retry_after is not None:  # else keep what the provider said in its error body
-                err.retry_after = retry_after
-            raise err
-        if stream:
-            await _check_stream(upstream, config)
-            decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
-            response = await relay_stream(
-                request,
-                upstream,
-                decoder,
-                config,
-                {**SSE_HEADERS, **headers},
-                state.transport.watchdog,
-                state.config.server.keepalive_s,
-                door,
-                call.record,
-            )
-            call.record.usage = decoder.usage
-            return response
-        data = await read_body(upstream, config)
-        if native is not None:
-            out, call.record.usage = native.response(data)
-        else:
-            completion = kind.decode_response(data, ctx)
-            call.record.usage = completion.usage
-            out = door.encode_completion(completion, ctx)
-        call.record.first_byte_at = state.transport.watchdog.loop().time()
-        call.record.bytes_out = len(out)
-        return web.Response(body=out, content_type="application/json", headers=headers)
+        upstream = await state.transport.open(upstream_request, config)
+        try:
+            return await _answer(request, state, call, kind, native, config, upstream, client, headers)
+        finally:
+            upstream.close()
+    except ProxyError as err:
+        if client is None or not client.started:
+            raise
+        log.warning("stream from %s failed after a keep-alive: %s", config.name, err.message)
+        return await client.fail(err)  # a keep-alive started the response: too late for a fallback
     finally:
-        upstream.close()
+        if client is not None:
+            client.close()
+
+
+async def _answer(
+    request: web.Request,
+    state: State,
+    call: Call,
+    kind: Provider,
+    native: Native | None,
+    config: ProviderConfig,
+    upstream: UpstreamResponse,
+    client: ClientStream | None,
+    headers: Mapping[str, str],
+) -> web.StreamResponse:
+    """The attempt's answer from the opened ``upstream``: relayed into ``client`` for a stream."""
+    door, ctx = call.door, call.ctx
+    if upstream.status >= 400:
+        err = kind.translate_error(upstream.status, await read_body(upstream, config))
+        retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
+        if retry_after is not None:  # else keep what the provider said in its error body
+            err.retry_after = retry_after
+        raise err
+    if client is not None:
+        await _check_stream(upstream, config)
+        decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
+        watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
+        response = await relay_stream(
+            request, upstream, decoder, config, {}, watchdog, keepalive_s, door, call.record, client
+        )
+        call.record.usage = decoder.usage
+        return response
+    data = await read_body(upstream, config)
+    if native is not None:
+        out, call.record.usage = native.response(data)
+    else:
+        completion = kind.decode_response(data, ctx)
+        call.record.usage = completion.usage
+        out = door.encode_completion(completion, ctx)
+    call.record.first_byte_at = state.transport.watchdog.loop().time()
+    call.record.bytes_out = len(out)
+    return web.Response(body=out, content_type="application/json", headers=headers)
 
 
 def _with_model(ctx: StreamContext, model: str) -> StreamContext:

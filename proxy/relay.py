@@ -13,8 +13,10 @@ balancers with idle timeouts keep the connection; the price is that a failure af
 keep-alive can only be reported as an error frame, no longer retried elsewhere.
 
 A watch per stream (``_Clock``, checked by the process's one ``Watchdog`` timer) does the
-time-based work: the upstream idle/first-byte timeout and the keep-alive. It reads progress from
-byte counters, so the hot loop does no timekeeping at all.
+time-based work: the upstream idle/first-byte timeout and the keep-alive. It reads progress
+(what the decoder produced, not upstream bytes) from the client writer's byte counter at each
+sweep, so the hot loop does no timekeeping at all. ``ClientStream`` holds the client's side
+from before the upstream request, so keep-alives also cover the wait for the response head.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from proxy.transport.base import UpstreamResponse
 from proxy.transport.http import describe
 from proxy.watchdog import Watchdog
 
-__all__ = ["FAILED_AFTER_START", "SSE_HEADERS", "ClientDisconnected", "Framing", "relay_stream"]
+__all__ = ["FAILED_AFTER_START", "SSE_HEADERS", "ClientDisconnected", "ClientStream", "Framing", "relay_stream"]
 
 log = logging.getLogger("proxy.relay")
 
@@ -106,9 +108,18 @@ class _Sink:
         starting.set_result(response)
         return response
 
+    @property
+    def begun(self) -> bool:
+        """Whether the response was started, or is being started (too late for an HTTP error)."""
+        return self._starting is not None
+
     def sent(self) -> int:
         """Bytes written to the client so far."""
         return self._request.writer.output_size if self.response is not None else 0
+
+    def paused(self) -> bool:
+        """Whether the client's socket buffer is full: it reads slower than the stream comes."""
+        return self.response is not None and self._request.protocol.writing_paused
 
     def client_gone(self) -> bool:
         transport = self._request.transport
@@ -118,13 +129,23 @@ class _Sink:
 class _Clock:
     """A stream's watch (see ``proxy.watchdog``): upstream timeouts, and keep-alives to the client.
 
-    Progress is read from byte counters at each sweep, so the relay loop does no timekeeping.
+    Progress is what the decoder produced: the bytes written to the client, less the clock's
+    own keep-alives (and the response head a keep-alive sent). Upstream bytes that complete no
+    event (comment lines, one byte at a time) are no progress, so such an upstream still meets
+    its idle and first-byte timeouts. While the client's side is paused (its socket buffer is
+    full: it reads slowly, the relay waits in a write and aiohttp stops reading the upstream),
+    the upstream is not to blame: the idle time starts again. Everything is read at each sweep,
+    so the relay loop does no timekeeping.
+
+    Before the upstream's response head is in (``upstream`` None), the clock only keeps the
+    client's connection alive; ``attach`` starts the timeouts.
     """
 
     __slots__ = (
         "_keepalive_s",
         "_loop",
         "_ping",
+        "_pinged",
         "_sink",
         "_task",
         "_upstream",
@@ -134,15 +155,13 @@ class _Clock:
         "idle_s",
         "in_at",
         "out_at",
-        "received",
+        "produced",
         "sent",
     )
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        upstream: UpstreamResponse,
-        provider: ProviderConfig,
         sink: _Sink,
         keepalive_s: float | None,
         watchdog: Watchdog,
@@ -150,32 +169,43 @@ class _Clock:
     ) -> None:
         self._loop = loop
         self._ping = keepalive
-        self._upstream = upstream
+        self._upstream: UpstreamResponse | None = None
         self._sink = sink
         self._keepalive_s = keepalive_s
         self._watchdog = watchdog
         self._task: asyncio.Task[None] | None = None
-        self.first_byte_s = provider.first_byte_timeout_s
-        self.idle_s = provider.idle_timeout_s
+        self._pinged = 0  # bytes the clock wrote itself (keep-alives, a head they started)
+        self.first_byte_s = self.idle_s = 0.0
         self.in_at = self.out_at = loop.time()
-        self.received = upstream.received
+        self.produced = 0  # bytes the decoder produced, at the last sweep
         self.sent = 0
         self.fired = False
-        watchdog.add(self)
+        if keepalive_s:
+            watchdog.add(self)
+
+    def attach(self, upstream: UpstreamResponse, provider: ProviderConfig) -> None:
+        """The upstream's response head is in: time its body from now."""
+        self._upstream = upstream
+        self.first_byte_s = provider.first_byte_timeout_s
+        self.idle_s = provider.idle_timeout_s
+        self.in_at = self._loop.time()
+        self.produced = self._sink.sent() - self._pinged
+        self._watchdog.add(self)
 
     @property
     def seen(self) -> bool:
-        return self.received > 0
+        return self.produced > 0
 
     def check(self, now: float) -> None:
-        received = self._upstream.received
-        if received != self.received:
-            self.received, self.in_at = received, now
-        if now - self.in_at >= (self.idle_s if received else self.first_byte_s):
-            self.fired = True
-            self._watchdog.discard(self)
-            self._upstream.close()  # the read in the relay loop ends or raises; it reports the timeout
-            return
+        if self._upstream is not None:
+            produced = self._sink.sent() - self._pinged
+            if produced != self.produced or self._sink.paused():
+                self.produced, self.in_at = produced, now
+            if now - self.in_at >= (self.idle_s if produced else self.first_byte_s):
+                self.fired = True
+                self._watchdog.discard(self)
+                self._upstream.close()  # the read in the relay loop ends or raises; it reports the timeout
+                return
         if self._keepalive_s:
             sent = self._sink.sent()
             if sent != self.sent:
@@ -185,18 +215,76 @@ class _Clock:
                 self._task = self._loop.create_task(self._keepalive())
 
     async def _keepalive(self) -> None:
+        # The clock's own bytes are counted around each await: a frame the relay writes in the
+        # same instant may be counted as the clock's, which only delays its progress to the next.
+        sink = self._sink
+        before = sink.sent()
         try:
-            response = await self._sink.start()
+            response = await sink.start()
+            self._pinged += sink.sent() - before
+            before = sink.sent()
             await response.write(self._ping)
         except (ConnectionError, RuntimeError):
-            self._upstream.close()  # the client is gone: stop the provider generating
+            if self._upstream is not None:
+                self._upstream.close()  # the client is gone: stop the provider generating
         finally:
+            self._pinged += sink.sent() - before
             self._task = None
 
     def cancel(self) -> None:
         self._watchdog.discard(self)
         if self._task is not None:
             self._task.cancel()
+
+
+class ClientStream:
+    """One streamed answer to the client, from before the upstream request is sent.
+
+    With ``keepalive_s`` set, keep-alives start while the upstream has not even sent its
+    response head (a slow TLS handshake, a provider queueing the request), and may start the
+    client's response; a failure after that can only be reported as the door's error event
+    (``fail``), no longer as an HTTP error or a fallback.
+    """
+
+    __slots__ = ("_framing", "clock", "sink")
+
+    def __init__(
+        self,
+        request: web.Request,
+        headers: Mapping[str, str],
+        watchdog: Watchdog,
+        keepalive_s: float | None,
+        framing: Framing,
+        record: RequestRecord | None = None,
+    ) -> None:
+        loop = watchdog.loop()
+        self._framing = framing
+        self.sink = _Sink(request, headers, loop, record)
+        self.clock = _Clock(loop, self.sink, keepalive_s, watchdog, framing.keepalive)
+
+    @property
+    def started(self) -> bool:
+        """Whether the client's response has begun: a failure now is an error event."""
+        return self.sink.begun
+
+    async def fail(self, err: ProxyError) -> web.StreamResponse:
+        """End a started response with the door's error event for ``err``."""
+        try:
+            response = await self.sink.start()  # a keep-alive may still be starting it
+        except (ClientError, ConnectionError, RuntimeError):
+            raise ClientDisconnected(self.sink.response) from None
+        finally:
+            self.clock.cancel()
+        response[FAILED_AFTER_START] = err
+        try:
+            await response.write(self._framing.error_frame(err))
+            await response.write_eof()
+        except (ClientError, ConnectionError):
+            raise ClientDisconnected(response) from None
+        return response
+
+    def close(self) -> None:
+        self.clock.cancel()
 
 
 async def relay_stream(
@@ -209,28 +297,26 @@ async def relay_stream(
     keepalive_s: float | None,
     framing: Framing,
     record: RequestRecord | None = None,
+    stream: ClientStream | None = None,
 ) -> web.StreamResponse:
-    """Relay ``upstream`` to the client through ``decoder``.
+    """Relay ``upstream`` to the client through ``decoder`` (into ``stream``, when the caller
+    opened it before the upstream request, else into a new one).
 
     Raises ``ProxyError`` if the attempt failed before anything reached the client (the caller
     answers with an HTTP error or tries another model); after that, failures become the front
     door's error event and the stream ends, never with a fake end of stream.
     """
-    loop = watchdog.loop()
-    sink = _Sink(request, headers, loop, record)
-    clock = _Clock(loop, upstream, provider, sink, keepalive_s, watchdog, framing.keepalive)
+    if stream is None:
+        stream = ClientStream(request, headers, watchdog, keepalive_s, framing, record)
+    sink, clock = stream.sink, stream.clock
+    clock.attach(upstream, provider)
     try:
         await _pump(upstream, decoder, sink, clock, provider)
     except ProxyError as err:
-        if sink.response is None:
+        if not sink.begun:
             raise
         log.warning("stream from %s failed after start: %s", provider.name, err.message)
-        sink.response[FAILED_AFTER_START] = err
-        try:
-            await sink.response.write(framing.error_frame(err))
-            await sink.response.write_eof()
-        except (ClientError, ConnectionError):
-            raise ClientDisconnected(sink.response) from None
+        await stream.fail(err)
     finally:
         clock.cancel()
         upstream.close()

@@ -359,9 +359,9 @@ def test_usage_arriving_after_the_finish_chunk() -> None:
     cut = data.index(b"data:", 1)
     first = translator.feed(data[:cut])
     assert b'"finish_reason":"stop"' in first and b"[DONE]" not in first and not translator.done
-    assert translator.feed(data[cut:]) == b""
-    last = translator.finish()
+    last = translator.feed(data[cut:])  # the event after the finish ends the stream, before EOF
     assert translator.done and last.endswith(b"data: [DONE]\n\n") and b'"completion_tokens":2' in last
+    assert translator.finish() == b""
 
 
 def test_legacy_functions() -> None:

@@ -25,7 +25,8 @@ class UpstreamResponse(Protocol):
 
     @property
     def received(self) -> int:
-        """Body bytes received so far (read or not): the watchdog's measure of progress."""
+        """Body bytes received so far (read or not). Not the watchdog's measure of progress: that
+        is what the decoder made of them (comment lines and half frames are no progress)."""
         ...
 
     def chunks(self) -> AsyncIterator[bytes]:

@@ -61,25 +61,20 @@ class HTTPTransport:
 
     def __init__(self, watchdog: Watchdog | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # new connections only: see ``_send``
         self.watchdog = watchdog if watchdog is not None else Watchdog()
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=75)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            # No cookie state: one client's upstream cookies (Cloudflare's __cf_bm on OpenAI's
-            # answers) must not ride on another client's requests.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("User-Agent",),
-            trust_env=False,
-        )
+        self._session = _session(connector)
+        self._fresh = _session(aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, force_close=True))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
         self.watchdog.close()
 
     async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> UpstreamResponse:
@@ -94,21 +89,53 @@ class HTTPTransport:
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=provider.connect_timeout_s)
             self._timeouts[provider.connect_timeout_s] = timeout
         try:
-            resp = await self.watchdog.within(
-                provider.first_byte_timeout_s,
-                self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout),
-            )
+            resp = await self.watchdog.within(provider.first_byte_timeout_s, self._send(req, timeout))
+        except aiohttp.ConnectionTimeoutError:  # a TimeoutError too: caught first, reported as what it is
+            raise UpstreamTimeout(
+                f"provider '{provider.name}' could not be connected within {provider.connect_timeout_s:g} s",
+                code="connect_timeout",
+            ) from None
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{provider.name}' sent no response within {provider.first_byte_timeout_s:g} s"
             ) from None
-        except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(
-                f"provider '{provider.name}' could not be connected within {provider.connect_timeout_s:g} s"
-            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable(f"provider '{provider.name}' is unreachable: {describe(exc)}") from None
         return _HTTPResponse(resp)
+
+    async def _send(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """POST ``req``; once more, on a new connection, if the connection was closed or reset
+        before any byte of the response.
+
+        A pooled keep-alive connection may have been closed by the provider while it sat idle
+        (its keep-alive timeout, a restart); the request then fails before the provider read
+        it, and aiohttp retries only idempotent methods. Resending is safe: the body is bytes,
+        and a provider that closes a connection before answering has not started an answer.
+        A connect error is not retried here: a new connection would fail the same way.
+        """
+        assert self._session is not None and self._fresh is not None
+        try:
+            return await self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError):
+            raise
+        except aiohttp.ServerDisconnectedError as exc:
+            if not isinstance(exc.message, str):  # part of the response head came: not resent
+                raise
+        except (aiohttp.ClientOSError, aiohttp.ClientConnectionResetError):
+            pass
+        return await self._fresh.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+
+
+def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=connector,
+        # No cookie state: one client's upstream cookies (Cloudflare's __cf_bm on OpenAI's
+        # answers) must not ride on another client's requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent",),
+        trust_env=False,
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

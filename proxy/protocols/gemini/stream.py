@@ -60,7 +60,7 @@ class _Decoder(SSEDecoder):
 class GeminiStream:
     """Gemini ``streamGenerateContent?alt=sse`` in, calls on a ``StreamEncoder`` out (sans-IO)."""
 
-    __slots__ = ("_call_prefix", "_decoder", "_enc", "_finished", "_meta", "done", "usage")
+    __slots__ = ("_call_prefix", "_complete", "_decoder", "_enc", "_finished", "_meta", "done", "usage")
 
     def __init__(self, encoder: StreamEncoder, ctx: StreamContext) -> None:
         self._enc = encoder
@@ -68,6 +68,10 @@ class GeminiStream:
         self._decoder = _Decoder()
         self._meta: Any = None  # the last usageMetadata seen
         self._finished = False  # a finishReason (or a prompt block) has been translated
+        # The answer is whole: its finish came with usage, or another event followed the finish.
+        # Gemini may keep the connection open after its last event; the stream ends here, not
+        # at EOF, so a finished answer never waits for the idle timeout.
+        self._complete = False
         self.done = False
         self.usage: Usage | None = None
 
@@ -79,6 +83,8 @@ class GeminiStream:
         except SSEError as exc:
             raise StreamError(f"the Gemini stream could not be decoded: {exc}") from None
         out = self._events(events)
+        if self._complete:  # whole: what follows (even a raw error body) cannot change it
+            return out + self._end()
         if self._decoder.raw_value is not None or self._decoder.raw_size > _RAW_LIMIT:
             raise self._raw_error(output=out)
         return out
@@ -97,9 +103,13 @@ class GeminiStream:
             raise self._raw_error(output=out)
         if not self._finished:
             raise StreamError("the Gemini stream was truncated: it ended before a finishReason", output=out)
+        return out + self._end()
+
+    def _end(self) -> bytes:
+        """The usage (the last reported) and the client's end of stream."""
         self.done = True
         self.usage = _usage(self._meta)
-        return out + self._enc.usage(self.usage) + self._enc.end()
+        return self._enc.usage(self.usage) + self._enc.end()
 
     def _raw_error(self, output: bytes) -> StreamError:
         err = _error_object(self._decoder.raw_value)
@@ -114,6 +124,8 @@ class GeminiStream:
     def _events(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
         for event in events:
+            if self._complete:
+                break  # nothing after the answer is whole
             try:
                 frame = self._event(event)
             except StreamError as exc:
@@ -133,16 +145,19 @@ class GeminiStream:
             raise _error_from(err, StreamError, default_status=502)
         if not isinstance(data, dict):
             raise StreamError("the Gemini stream sent an event that is not a JSON object")
-        if data.get("usageMetadata") is not None:
-            self._meta = data["usageMetadata"]
+        meta = data.get("usageMetadata")
+        if meta is not None:
+            self._meta = meta
         if self._finished:
-            return b""  # after the finish only usage matters
+            self._complete = True  # the event after the finish (a usage update) ends the stream
+            return b""
         candidate = _first_candidate(data)
         if candidate is None:
             block = _block_reason(data)
             if block is None:
                 return b""
             self._finished = True
+            self._complete = meta is not None  # a blocked prompt generates nothing: its usage is final
             return self._enc.refusal(_block_message(block)) + self._enc.finish("content_filter")
         frames: list[bytes] = []
         try:
@@ -155,6 +170,9 @@ class GeminiStream:
             raise
         if reason is not None:
             self._finished = True
+            # Gemini's last chunk carries the final count of generated tokens; a finish without
+            # it waits for the event that brings it (or for the end of the stream).
+            self._complete = isinstance(meta, dict) and "candidatesTokenCount" in meta
             frames.append(self._enc.finish(reason))
         return b"".join(frames)
 

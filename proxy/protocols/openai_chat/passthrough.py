@@ -47,6 +47,8 @@ _TRIGGERS = quirks.triggers() + _USAGE_KEYS
 _DONE = b"data: [DONE]"
 _DONE_FRAME = b"data: [DONE]\n\n"
 _FRAME_DONE = b"\n\n" + _DONE  # at a frame start, never inside a content string
+_OBJECT = b"data: {"
+_NOT_A_CHUNK = "the upstream sent a frame that is not an OpenAI chunk (data: followed by a JSON object)"
 
 
 class PassthroughTranslator:
@@ -80,7 +82,7 @@ class PassthroughTranslator:
         self._include_usage = ctx.include_usage
         self._buf = bytearray()  # an unfinished frame: no "\n\n" in it
         self._buf_cr = False  # whether it holds a CR (the upstream may frame with CR/CRLF)
-        self._decoder: SSEDecoder | None = None  # only for upstreams that frame with CR/CRLF
+        self._decoder: _Decoder | None = None  # only for upstreams that frame with CR/CRLF
         self._fixing = quirks.Fixing(stream=True)
         self._template: FrameTemplate | None = None
         self._usage_frame = b""  # the usage chunk to send before [DONE], when the client asked
@@ -115,7 +117,7 @@ class PassthroughTranslator:
         if out is None:  # the upstream frames with CR/CRLF: every byte so far goes to a decoder
             whole = bytes(self._buf) + data
             self._buf.clear()
-            self._decoder = SSEDecoder(MAX_EVENT_BYTES)
+            self._decoder = _Decoder(MAX_EVENT_BYTES)
             return self._feed_decoded(whole)
         return self._frames(out) if out else b""
 
@@ -151,16 +153,16 @@ class PassthroughTranslator:
             return self._exact_frames(out)
         if not self._exact and self._template is not None and self._template.plain(out):
             return out
-        if out[:1] == b":" or b"\n:" in out:
-            # Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
-            # first frame they would start the client response and rule out a fallback; the
-            # proxy's own keep-alive (server.keepalive_s) covers silence towards the client.
-            out = _strip_comments(out)
-            if not out:
-                return b""
         done_at = _done_index(out)
         if done_at >= 0:
             out = out[:done_at]
+        try:
+            out = _checked(out)
+        except StreamError as exc:
+            exc.output = self._scan(exc.output) if exc.output else b""
+            raise
+        if not out and done_at < 0:
+            return b""
         if self._template is None:
             self._template = FrameTemplate.learn(out, _first_trigger)
         if out:
@@ -168,10 +170,16 @@ class PassthroughTranslator:
         return self._end(out) if done_at >= 0 else out
 
     def _exact_frames(self, out: bytes) -> bytes:
-        """The exact way: one search for [DONE], one for the usage key."""
+        """The exact way: one search for [DONE], one for the usage key, two counts for the
+        frames' shape (``_checked``)."""
         done_at = _done_index(out)
         if done_at >= 0:
             out = out[:done_at]
+        try:
+            out = _checked(out)
+        except StreamError as exc:
+            exc.output = self._take_usage(exc.output) if _USAGE_KEYS[0] in exc.output else exc.output
+            raise
         if _USAGE_KEYS[0] in out:
             out = self._take_usage(out)
         return self._end(out) if done_at >= 0 else out
@@ -232,17 +240,26 @@ class PassthroughTranslator:
             events = self._decoder.feed(data)
         except SSEError as exc:
             raise StreamError(f"malformed upstream stream: {exc}") from None
-        return self._events(events)
+        out = self._events(events)
+        if self._decoder.junk and not self.done:
+            raise StreamError(_NOT_A_CHUNK, output=out)
+        return out
 
     def _events(self, events: list[Event]) -> bytes:
         out = []
         done = False
+        bad = False
         for event in events:
             if event.data == b"[DONE]":
                 done = True
                 break
+            if not (event.data.startswith(b"{") and event.data.rstrip().endswith(b"}")):
+                bad = True
+                break
             out.append(b"data: " + event.data + b"\n\n")
         frames = self._normalise(b"".join(out)) if out else b""
+        if bad:
+            raise StreamError(_NOT_A_CHUNK, output=frames)
         return self._end(frames) if done else frames
 
     def _normalise(self, out: bytes, start: int = 0) -> bytes:
@@ -318,9 +335,53 @@ def _done_index(out: bytes) -> int:
     return at + 2 if at >= 0 else -1
 
 
-def _strip_comments(out: bytes) -> bytes:
-    """``out`` without its comment-only frames (a JSON frame never holds a raw newline)."""
-    return b"".join(frame + b"\n\n" for frame in out.split(b"\n\n") if frame and frame[:1] != b":")
+def _checked(out: bytes) -> bytes:
+    """``out`` (whole frames) if every frame is ``data: {...}``, else without its comments.
+
+    Upstream keep-alive comments (": OPENROUTER PROCESSING") are not forwarded: before the
+    first frame they would start the client response and rule out a fallback; the proxy's own
+    keep-alive (server.keepalive_s) covers silence towards the client. Anything else that is
+    no JSON object frame (random bytes, plain text, ``data: 42``, a cut-off object) raises
+    ``StreamError``, with the good frames before it as its output: passed on, it would crash
+    the client's SDK or lose content silently.
+
+    The common case costs two byte counts, no loop over frames and no JSON parse: a frame
+    start can only follow a frame end, so when every frame end is followed by ``data: {`` the
+    frames are all shaped right. (A JSON object may still be invalid inside; the normalising
+    path parses the frames that need a look.)
+    """
+    if not out:
+        return out
+    frames = out.count(b"\n\n")
+    if out.startswith(_OBJECT) and out.endswith(b"}\n\n") and out.count(b"}\n\n" + _OBJECT) == frames - 1:
+        return out
+    kept: list[bytes] = []
+    for frame in out.split(b"\n\n"):
+        while frame[:1] == b":":  # comment lines, alone or before the frame's data
+            cut = frame.find(b"\n")
+            frame = frame[cut + 1 :] if cut >= 0 else b""
+        if not frame:
+            continue
+        if not (frame.startswith((_OBJECT, b"data:{")) and frame.rstrip(b" \t").endswith(b"}")):
+            raise StreamError(_NOT_A_CHUNK, output=b"".join(kept))
+        kept.append(frame + b"\n\n")
+    return b"".join(kept)
+
+
+class _Decoder(SSEDecoder):
+    """The SSE decoder for CR/CRLF-framed upstreams, which notes a line that is no SSE field
+    (plain text, random bytes): the events before it still count, nothing after it does."""
+
+    __slots__ = ("junk",)
+
+    def __init__(self, max_event_bytes: int) -> None:
+        super().__init__(max_event_bytes)
+        self.junk = False
+
+    def other_line(self, line: bytes) -> None:
+        if not self.junk:
+            self.junk = True
+            self.stop_events()
 
 
 def _first_trigger(out: bytes) -> int:
