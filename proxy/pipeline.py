@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from proxy.access.gate import Grant
+from proxy.access.middleware import admitted, door_endpoint
+from proxy.access.secrets import Scrubber
 from proxy.config import Config, ProviderConfig
 from proxy.errors import ProxyError, StreamError, UnsupportedByProvider, UpstreamError, UpstreamTimeout
 from proxy.frontdoors.base import FrontDoor
@@ -45,6 +48,7 @@ class State:
     router: Router
     transport: Transport
     records: Records = field(default_factory=Records)
+    scrub: Scrubber = field(default_factory=lambda: Scrubber(()))  # configured secrets out of errors
 
 
 STATE = web.AppKey("state", State)
@@ -61,6 +65,7 @@ class Call:
     door: FrontDoor
     record: RequestRecord
     ctx: StreamContext = field(default_factory=lambda: StreamContext("", 0, ""))
+    grant: Grant | None = None  # what the client's access key may do (None: no keys configured)
 
 
 Handler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
@@ -74,8 +79,11 @@ def endpoint(door: FrontDoor, handler: Handler) -> Callable[[web.Request], Await
         loop = state.transport.watchdog.loop()
         record = RequestRecord(new_request_id(), door.name, loop.time())
         try:
-            response = await handler(request, Call(door, record))
+            grant = admitted(request)  # raises the gate's 401/429 here: in this door's shape
+            record.key_name = grant.name if grant is not None else None
+            response = await handler(request, Call(door, record, grant=grant))
         except ProxyError as err:
+            err.message = state.scrub(err.message)  # an upstream may echo a key back
             _failed(record, err)
             headers = {"X-Request-Id": record.id}
             if err.retry_after is not None:
@@ -101,7 +109,7 @@ def endpoint(door: FrontDoor, handler: Handler) -> Callable[[web.Request], Await
             record.ended = loop.time()
             state.records.emit(record)
 
-    return serve
+    return door_endpoint(serve)
 
 
 def _failed(record: RequestRecord, err: ProxyError, status: int | None = None) -> None:
@@ -123,6 +131,8 @@ async def run(request: web.Request, call: Call, body: JSONBody, stream: bool) ->
     state = request.app[STATE]
     record = call.record
     record.model, record.stream = str(body.get("model", "")), stream
+    if call.grant is not None:
+        call.grant.admit(record.model, stream)  # 403 for a model the key may not use, 429 for streams
     attempts = state.router.attempts(body)
     while True:
         target = await attempts.next()  # raises the last error when no attempt is left
@@ -179,7 +189,7 @@ async def _attempt(
                 {**SSE_HEADERS, **headers},
                 state.transport.watchdog,
                 state.config.server.keepalive_s,
-                door,
+                _Scrubbed(door, state.scrub),
                 call.record,
             )
             call.record.usage = decoder.usage
@@ -227,7 +237,7 @@ async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> N
                     break
     except (TimeoutError, OSError, ValueError):
         pass
-    text = _scrub(head[:_BODY_HEAD].decode("utf-8", "replace"), config).strip()
+    text = head[:_BODY_HEAD].decode("utf-8", "replace").strip()  # scrubbed in ``endpoint``
     raise UpstreamError(
         f"provider '{config.name}' answered a stream request with HTTP {upstream.status} and "
         f"Content-Type {content_type or 'none'!r}, not an event stream" + (f": {text}" if text else ""),
@@ -236,8 +246,19 @@ async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> N
     )
 
 
-def _scrub(text: str, config: ProviderConfig) -> str:
-    for key in config.api_keys:
-        if key:
-            text = text.replace(key, "[redacted]")
-    return text
+class _Scrubbed:
+    """A door's framing for the relay whose error event carries no configured secret (the
+    message of a mid-stream error is the upstream's text). Only the error path pays."""
+
+    __slots__ = ("_door", "_scrub")
+
+    def __init__(self, door: FrontDoor, scrub: Scrubber) -> None:
+        self._door, self._scrub = door, scrub
+
+    @property
+    def keepalive(self) -> bytes:
+        return self._door.keepalive
+
+    def error_frame(self, err: ProxyError) -> bytes:
+        err.message = self._scrub(err.message)
+        return self._door.error_frame(err)

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "ACCESS_KEY_LIMITS",
     "KINDS",
     "KIND_OPTIONS",
     "POLICY_KEYS",
@@ -83,6 +84,19 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "max_body_bytes": POSITIVE_INT,
         "keepalive_s": NON_NEGATIVE,
         "workers": POSITIVE_INT,
+        "api_keys_env": STR,
+        "api_keys_file": STR,
+        "cors_origins": STR_LIST,
+    }
+)
+
+# One ``[access.keys.NAME]`` table (proxy.config.access).
+ACCESS_KEY_LIMITS: Mapping[str, Option] = MappingProxyType(
+    {
+        "allowed_models": STR_LIST,
+        "requests_per_minute": POSITIVE_INT,
+        "tokens_per_minute": POSITIVE_INT,
+        "max_concurrent_streams": POSITIVE_INT,
     }
 )
 
