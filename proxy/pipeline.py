@@ -172,6 +172,12 @@ async def _attempt(
     upstream_request = kind.build_request(body, target.model, config, ctx)
     upstream = await state.transport.open(upstream_request, config)
     try:
+        if 300 <= upstream.status < 400:  # not followed (transport/http.py): the key stays home
+            raise UpstreamError(
+                f"provider '{config.name}' answered with a redirect (HTTP {upstream.status}), which is not followed",
+                status=502,
+                type="upstream_error",
+            )
         if upstream.status >= 400:
             err = kind.translate_error(upstream.status, await read_body(upstream, config))
             retry_after = parse_retry_after(upstream.headers.get("Retry-After"))

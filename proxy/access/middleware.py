@@ -24,8 +24,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Probes answer without a key (they say nothing about models or keys).
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
-_GRANT = "proxy.access.grant"
-_REFUSED = "proxy.access.refused"
+_GRANT = web.RequestKey("grant", Grant)
+_REFUSED = web.RequestKey("refused", ProxyError)
 _DOORS: set[Handler] = set()
 
 
@@ -38,10 +38,9 @@ def door_endpoint(handler: Handler) -> Handler:
 def admitted(request: web.Request) -> Grant | None:
     """The request's grant (None when no gate ran); raises the gate's refusal, if any."""
     refused = request.get(_REFUSED)
-    if isinstance(refused, ProxyError):
+    if refused is not None:
         raise refused
-    grant = request.get(_GRANT)
-    return grant if isinstance(grant, Grant) else None
+    return request.get(_GRANT)
 
 
 def error_response(err: ProxyError) -> web.Response:

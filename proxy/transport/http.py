@@ -96,7 +96,9 @@ class HTTPTransport:
         try:
             resp = await self.watchdog.within(
                 provider.first_byte_timeout_s,
-                self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout),
+                # No redirects: a 3xx must not carry the provider's key (x-api-key,
+                # x-goog-api-key, Authorization) to another host; it becomes an upstream error.
+                self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout, allow_redirects=False),
             )
         except TimeoutError:
             raise UpstreamTimeout(
