@@ -10,11 +10,14 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from proxy import __version__
+from proxy.access.listen import is_loopback
+from proxy.access.secrets import Scrubber, install_log_scrubber
 from proxy.config import Config, ConfigError, load
 from proxy.connections import ProxyRunner, raise_open_files_limit
 from proxy.server import create_app
@@ -32,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--workers", type=int, help="worker processes sharing the port with SO_REUSEPORT")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's default event loop")
+    parser.add_argument(
+        "--allow-open",
+        action="store_true",
+        help="listen on a non-loopback address without access keys (anyone who reaches it spends your keys)",
+    )
     parser.add_argument("--version", action="version", version=f"sse-proxy {__version__}")
     return parser
 
@@ -96,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sse-proxy: bad configuration: {exc}", file=sys.stderr)
         return 2
     host = args.host or config.server.host
+    install_log_scrubber(Scrubber.from_config(config))
+    refusal = open_listen_refusal(config, host, args.allow_open)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    config = replace(config, server=replace(config.server, host=host))  # the bind the Host check guards
     port = config.server.port if args.port is None else args.port
     workers = args.workers or config.server.workers
     if workers < 1:
@@ -111,6 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"sse-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def open_listen_refusal(config: Config, host: str, allow_open: bool) -> str | None:
+    """Why the proxy must not listen on ``host`` (None: it may): a non-loopback address with no
+    access keys lets anyone who reaches it spend the provider keys."""
+    if config.access.keys or allow_open or is_loopback(host):
+        return None
+    return (
+        f"sse-proxy: refusing to listen on {host!r} without access keys: anyone who can reach it could spend "
+        "your provider keys. Set [server] api_keys_env or api_keys_file, listen on 127.0.0.1, "
+        "or pass --allow-open if this network is trusted."
+    )
 
 
 def _supervise(config: Config, host: str, port: int, workers: int, use_uvloop: bool) -> int:

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from proxy.access.gate import Grant
+from proxy.access.middleware import admitted, door_endpoint
+from proxy.access.secrets import Scrubber
 from proxy.config import Config, ProviderConfig
 from proxy.errors import ProxyError, StreamError, UpstreamError, UpstreamTimeout
 from proxy.frontdoors.base import FrontDoor
@@ -45,6 +48,7 @@ class State:
     router: Router
     transport: Transport
     records: Records = field(default_factory=Records)
+    scrub: Scrubber = field(default_factory=lambda: Scrubber(()))  # configured secrets out of errors
 
 
 STATE = web.AppKey("state", State)
@@ -79,6 +83,8 @@ class Call:
             self._pivot = self.to_pivot()
         return self._pivot
 
+    grant: Grant | None = None  # what the client's access key may do (None: no keys configured)
+
 
 Handler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
 
@@ -91,8 +97,11 @@ def endpoint(door: FrontDoor, handler: Handler) -> Callable[[web.Request], Await
         loop = state.transport.watchdog.loop()
         record = RequestRecord(new_request_id(), door.name, loop.time())
         try:
-            response = await handler(request, Call(door, record))
+            grant = admitted(request)  # raises the gate's 401/429 here: in this door's shape
+            record.key_name = grant.name if grant is not None else None
+            response = await handler(request, Call(door, record, grant=grant))
         except ProxyError as err:
+            err.message = state.scrub(err.message)  # an upstream may echo a key back
             _failed(record, err)
             headers = {"X-Request-Id": record.id}
             if err.retry_after is not None:
@@ -118,7 +127,7 @@ def endpoint(door: FrontDoor, handler: Handler) -> Callable[[web.Request], Await
             record.ended = loop.time()
             state.records.emit(record)
 
-    return serve
+    return door_endpoint(serve)
 
 
 def _failed(record: RequestRecord, err: ProxyError, status: int | None = None) -> None:
@@ -140,6 +149,8 @@ async def run(request: web.Request, call: Call, body: JSONBody, stream: bool) ->
     state = request.app[STATE]
     record = call.record
     record.model, record.stream = str(body.get("model", "")), stream
+    if call.grant is not None:
+        call.grant.admit(record.model, stream)  # 403 for a model the key may not use, 429 for streams
     attempts = state.router.attempts(body)
     while True:
         target = await attempts.next()  # raises the last error when no attempt is left
@@ -186,7 +197,8 @@ async def _attempt(
     client = None
     if stream:
         watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
-        client = ClientStream(request, {**SSE_HEADERS, **headers}, watchdog, keepalive_s, door, call.record)
+        framing = _Scrubbed(door, state.scrub)
+        client = ClientStream(request, {**SSE_HEADERS, **headers}, watchdog, keepalive_s, framing, call.record)
     try:
         upstream = await state.transport.open(upstream_request, config)
         try:
@@ -216,6 +228,12 @@ async def _answer(
 ) -> web.StreamResponse:
     """The attempt's answer from the opened ``upstream``: relayed into ``client`` for a stream."""
     door, ctx = call.door, call.ctx
+    if 300 <= upstream.status < 400:  # not followed (transport/http.py): the key stays home
+        raise UpstreamError(
+            f"provider '{config.name}' answered with a redirect (HTTP {upstream.status}), which is not followed",
+            status=502,
+            type="upstream_error",
+        )
     if upstream.status >= 400:
         err = kind.translate_error(upstream.status, await read_body(upstream, config))
         retry_after = parse_retry_after(upstream.headers.get("Retry-After"))
@@ -227,7 +245,16 @@ async def _answer(
         decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
         watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
         response = await relay_stream(
-            request, upstream, decoder, config, {}, watchdog, keepalive_s, door, call.record, client
+            request,
+            upstream,
+            decoder,
+            config,
+            {},
+            watchdog,
+            keepalive_s,
+            _Scrubbed(door, state.scrub),
+            call.record,
+            client,
         )
         call.record.usage = decoder.usage
         return response
@@ -262,7 +289,7 @@ async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> N
                     break
     except (TimeoutError, OSError, ValueError):
         pass
-    text = _scrub(head[:_BODY_HEAD].decode("utf-8", "replace"), config).strip()
+    text = head[:_BODY_HEAD].decode("utf-8", "replace").strip()  # scrubbed in ``endpoint``
     raise UpstreamError(
         f"provider '{config.name}' answered a stream request with HTTP {upstream.status} and "
         f"Content-Type {content_type or 'none'!r}, not an event stream" + (f": {text}" if text else ""),
@@ -271,8 +298,19 @@ async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> N
     )
 
 
-def _scrub(text: str, config: ProviderConfig) -> str:
-    for key in config.api_keys:
-        if key:
-            text = text.replace(key, "[redacted]")
-    return text
+class _Scrubbed:
+    """A door's framing for the relay whose error event carries no configured secret (the
+    message of a mid-stream error is the upstream's text). Only the error path pays."""
+
+    __slots__ = ("_door", "_scrub")
+
+    def __init__(self, door: FrontDoor, scrub: Scrubber) -> None:
+        self._door, self._scrub = door, scrub
+
+    @property
+    def keepalive(self) -> bytes:
+        return self._door.keepalive
+
+    def error_frame(self, err: ProxyError) -> bytes:
+        err.message = self._scrub(err.message)
+        return self._door.error_frame(err)

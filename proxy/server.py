@@ -12,6 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from proxy.access.browser import Browsers
+from proxy.access.gate import Gate
+from proxy.access.middleware import gate_middleware
+from proxy.access.secrets import Scrubber
 from proxy.config import Config
 from proxy.errors import ProxyError
 from proxy.frontdoors import chat_completions, messages, meta
@@ -72,9 +76,20 @@ def _resolution(config: Config) -> float:
 
 def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application (run it with ``handler_cancellation=True``)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
+    browsers, gate = Browsers(config.server), Gate(config)
+    app = web.Application(
+        middlewares=[error_middleware, browsers.middleware, gate_middleware(gate)],
+        client_max_size=config.server.max_body_bytes,
+    )
+    app.on_response_prepare.append(browsers.on_prepare)
     transport = Transport(Watchdog(_resolution(config)))
-    app[STATE] = State(config=config, router=Router(config), transport=transport, records=Records([access_line]))
+    app[STATE] = State(
+        config=config,
+        router=Router(config),
+        transport=transport,
+        records=Records([access_line, gate.on_record]),
+        scrub=Scrubber.from_config(config),
+    )
     app[BODY_LIMITS] = BodyLimits.from_config(config.server, transport.watchdog)
     app.cleanup_ctx.append(_transport_ctx)
     for prefix in ("/v1", ""):

@@ -19,6 +19,7 @@ from proxy.protocols.depth import MAX_DEPTH, too_deep
 from .conftest import Recorder, frames, openai_provider
 
 StartProxy = Callable[..., Awaitable[TestServer]]
+JSON = {"Content-Type": "application/json"}
 CHAT = "/v1/chat/completions"
 
 
@@ -42,7 +43,8 @@ def nested(depth: int) -> Any:
 async def stalled_body(server: TestServer, declared: int, sent: bytes) -> tuple[asyncio.StreamReader, Any]:
     """A raw connection that sent its headers (``Content-Length: declared``) and ``sent``, then stalls."""
     reader, writer = await asyncio.open_connection(server.host, server.port)
-    head = f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    head = f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {declared}\r\n\r\n"
     writer.write(head.encode() + sent)
     await writer.drain()
     return reader, writer
@@ -88,7 +90,7 @@ async def test_full_budget_answers_503_with_retry_after_then_recovers(start_prox
         async def chunked() -> Any:
             yield body
 
-        async with session.post(proxy.make_url(CHAT), data=chunked()) as r:
+        async with session.post(proxy.make_url(CHAT), data=chunked(), headers=JSON) as r:
             assert r.status == 503
         writer.write(body[100:])  # the stalled body completes: its bytes are given back
         await writer.drain()
@@ -118,7 +120,10 @@ async def test_chunked_body_over_the_cap_is_413(start_proxy: StartProxy) -> None
         for _ in range(5):
             yield b" " * 400
 
-    async with aiohttp.ClientSession() as session, session.post(proxy.make_url(CHAT), data=chunked()) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(proxy.make_url(CHAT), data=chunked(), headers=JSON) as r,
+    ):
         assert r.status == 413
         assert "exceeds the limit of 1000 bytes" in (await r.json())["error"]["message"]
 
@@ -166,7 +171,7 @@ async def test_deep_json_is_a_400_before_any_provider(
             # The client body's own depth: the metadata value sits two levels down.
             body = orjson.dumps(chat(model=model, stream=True, metadata={"deep": "DEEP"}))
             body = body.replace(b'"DEEP"', deep_text(depth - 2))
-            async with session.post(proxy.make_url(CHAT), data=body) as r:
+            async with session.post(proxy.make_url(CHAT), data=body, headers=JSON) as r:
                 text = await r.text()
                 if depth <= MAX_DEPTH:
                     assert r.status != 400 or "nested" not in text, text
@@ -201,7 +206,7 @@ async def test_deep_json_inside_tool_call_arguments_is_a_400(
     args = b'{"a":' + deep_text(300) + b"}"
     body = body.replace(b'"ARGS"', orjson.dumps(args.decode()))
     async with aiohttp.ClientSession() as session:
-        r = await session.post(proxy.make_url(CHAT), data=body)
+        r = await session.post(proxy.make_url(CHAT), data=body, headers=JSON)
         text = await r.text()
     assert r.status == 400, text
     error = orjson.loads(text)["error"]
@@ -231,7 +236,7 @@ async def test_deep_json_tool_result_goes_to_gemini_as_text(
     result = (b'{"a":' + deep_text(300) + b"}").decode()
     body = body.replace(b'"RESULT"', orjson.dumps(result))
     async with aiohttp.ClientSession() as session:
-        r = await session.post(proxy.make_url(CHAT), data=body)
+        r = await session.post(proxy.make_url(CHAT), data=body, headers=JSON)
         text = await r.text()
     assert r.status == 200, text
     sent = recorder.requests[0]["body"]["contents"][2]["parts"][0]["functionResponse"]["response"]

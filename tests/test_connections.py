@@ -54,13 +54,13 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
         return b""
 
 
-HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 async def test_slow_headers_are_cut_at_the_header_timeout(serve: Serve) -> None:
     host, port = await serve({"header_timeout_s": 0.5, "keepalive_timeout_s": 60})
     reader, writer = await asyncio.open_connection(host, port)
-    request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
+    request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
 
     async def trickle() -> None:
         for byte in request:
@@ -136,9 +136,9 @@ async def test_connections_over_the_cap_are_refused_while_a_pooled_client_is_ser
     "raw",
     [
         b"GARBAGE\r\n\r\n",
-        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"b" * 9000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"b" * 9000 + b"\r\n\r\n",
     ],
     ids=["bad-request-line", "long-request-line", "bad-header", "long-header"],
 )

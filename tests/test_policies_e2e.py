@@ -197,7 +197,9 @@ async def raw_post(proxy: TestServer, body: dict[str, Any]) -> tuple[int, dict[s
     async with (
         aiohttp.ClientSession() as session,
         session.post(
-            proxy.make_url("/v1/chat/completions"), data=orjson.dumps(body), headers={"Authorization": "Bearer client"}
+            proxy.make_url("/v1/chat/completions"),
+            data=orjson.dumps(body),
+            headers={"Authorization": "Bearer client", "Content-Type": "application/json"},
         ) as resp,
     ):
         return resp.status, dict(resp.headers), await resp.read()
@@ -407,7 +409,10 @@ async def test_a_policy_adds_no_buffering(fakes: Fakes, start_proxy) -> None:
     proxy = await start_proxy(data)
     body = orjson.dumps({"model": "policy/p", "messages": MESSAGES, "stream": True})
     url = proxy.make_url("/v1/chat/completions")
-    async with aiohttp.ClientSession() as session, session.post(url, data=body) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp,
+    ):
         received = b""
         while len(received) < len(first):
             received += await asyncio.wait_for(resp.content.readany(), 5)  # fails if the proxy held bytes back

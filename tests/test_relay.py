@@ -44,6 +44,7 @@ def send_all(data: bytes):
 
 async def post(url: Any, body: dict[str, Any] | bytes, **kw: Any) -> tuple[int, dict[str, str], bytes]:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
+    kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}  # the proxy requires it (415 else)
     async with aiohttp.ClientSession() as session, session.post(url, data=data, **kw) as resp:
         return resp.status, {k.title(): v for k, v in resp.headers.items()}, await resp.read()
 

@@ -30,6 +30,7 @@ CHAT = {"model": "up/gpt-4o", "stream": True, "messages": [{"role": "user", "con
 
 
 async def post(url: Any, body: dict[str, Any], **kw: Any) -> tuple[int, dict[str, str], bytes]:
+    kw.setdefault("headers", {"Content-Type": "application/json"})
     async with aiohttp.ClientSession() as session, session.post(url, data=orjson.dumps(body), **kw) as resp:
         return resp.status, {k.title(): v for k, v in resp.headers.items()}, await resp.read()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from proxy.config.access import build_access
 from proxy.config.graph import check as check_graph
 from proxy.config.model import Config, ConfigError, HealthRule, PolicyConfig, ProviderConfig, ServerConfig
 from proxy.config.presets import (
@@ -32,7 +33,7 @@ from proxy.config.presets import (
 
 __all__ = ["build", "load"]
 
-_TABLES = ("server", "providers", "policies", "aliases")
+_TABLES = ("server", "providers", "policies", "aliases", "access")
 
 
 def _check(where: str, key: str, value: Any, option: Option) -> None:
@@ -189,12 +190,15 @@ def build(data: Mapping[str, Any], source: str, env: Mapping[str, str] | None = 
     for alias, target in aliases.items():
         if not isinstance(target, str):
             raise ConfigError(f"{source}: key 'aliases.{alias}' must be a model name (a string)")
+    access = build_access(server_raw, _table(source, "access", data.get("access", {})), env, source)
+    server_fields = {**server_raw, "cors_origins": tuple(server_raw.get("cors_origins", ()))}
     config = Config(
-        server=ServerConfig(**server_raw),
+        server=ServerConfig(**server_fields),
         providers=MappingProxyType(providers),
         policies=MappingProxyType(policies),
         aliases=MappingProxyType(dict(aliases)),
         provider_aliases=PROVIDER_ALIASES,
+        access=access,
         source=source,
     )
     check_graph(config)

@@ -10,7 +10,18 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["EMPTY", "Config", "ConfigError", "HealthRule", "PolicyConfig", "ProviderConfig", "ServerConfig"]
+__all__ = [
+    "EMPTY",
+    "AccessConfig",
+    "AccessKey",
+    "Config",
+    "ConfigError",
+    "HealthRule",
+    "KeyLimits",
+    "PolicyConfig",
+    "ProviderConfig",
+    "ServerConfig",
+]
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 POLICY_PREFIX = "policy/"
@@ -68,6 +79,38 @@ class ServerConfig:
     body_timeout_s: float = 60.0
     keepalive_timeout_s: float = 15.0
     max_connections: int | None = None
+    api_keys_env: str | None = None
+    api_keys_file: str | None = None
+    cors_origins: tuple[str, ...] = ()
+
+
+# -- who may call (see proxy.config.access and proxy.access) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """One client access key. ``name`` is what logs and metrics show; ``secret`` never leaves."""
+
+    name: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """One ``[access.keys.NAME]`` table: what the key may call and how much. None: no limit."""
+
+    allowed_models: tuple[str, ...] | None = None  # globs over model strings
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrent_streams: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessConfig:
+    """The client access keys (none: the proxy is open) and the per-key limits by key name."""
+
+    keys: tuple[AccessKey, ...] = ()
+    limits: Mapping[str, KeyLimits] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +143,7 @@ class Config:
     policies: Mapping[str, PolicyConfig] = field(default_factory=lambda: EMPTY)
     aliases: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     provider_aliases: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    access: AccessConfig = field(default_factory=AccessConfig)
     source: str = "<built-in defaults>"
 
     def provider(self, prefix: str) -> ProviderConfig | None:

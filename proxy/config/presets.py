@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "ACCESS_KEY_LIMITS",
     "KINDS",
     "KIND_OPTIONS",
     "MODEL_PREFIXES",
@@ -90,6 +91,19 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "body_timeout_s": POSITIVE_NUMBER,
         "keepalive_timeout_s": POSITIVE_NUMBER,
         "max_connections": POSITIVE_INT,
+        "api_keys_env": STR,
+        "api_keys_file": STR,
+        "cors_origins": STR_LIST,
+    }
+)
+
+# One ``[access.keys.NAME]`` table (proxy.config.access).
+ACCESS_KEY_LIMITS: Mapping[str, Option] = MappingProxyType(
+    {
+        "allowed_models": STR_LIST,
+        "requests_per_minute": POSITIVE_INT,
+        "tokens_per_minute": POSITIVE_INT,
+        "max_concurrent_streams": POSITIVE_INT,
     }
 )
 

@@ -30,6 +30,7 @@ class RequestRecord:
     id: str
     frontdoor: str
     started: float
+    key_name: str | None = None  # the client access key's name (never the key)
     model: str = ""  # what the client asked for
     stream: bool = False
     target: str | None = None  # provider/model of the last attempt

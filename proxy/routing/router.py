@@ -35,6 +35,7 @@ from proxy.config.model import POLICY_PREFIX, Config, HealthRule
 from proxy.errors import MissingKey, ProxyError
 from proxy.routing.attempts import Attempts
 from proxy.routing.graph import Step, Target, steps
+from proxy.routing.names import check_model_id
 from proxy.routing.order import rendezvous_order, sticky_value, weighted_order
 from proxy.routing.state import LocalState, RoutingState
 
@@ -64,6 +65,7 @@ class Router:
 
     def target(self, name: str) -> Target:
         """The provider model ``name`` points to (``provider/model``); 400/404 otherwise."""
+        check_model_id(name)
         return leaf(self._config, name)
 
     def _tree(self, name: str) -> Node:
@@ -149,6 +151,7 @@ class Router:
 
     def attempts(self, body: Mapping[str, Any]) -> Attempts:
         name = body["model"]
+        check_model_id(name)  # before any provider is chosen: nothing hostile reaches a URL
         plan = self._steps(name, body)
         while name in self._config.aliases:
             name = self._config.aliases[name]

@@ -103,6 +103,8 @@ class HTTPTransport:
             raise UpstreamUnavailable(f"provider '{provider.name}' is unreachable: {describe(exc)}") from None
         return _HTTPResponse(resp)
 
+    # No redirects: a 3xx must not carry the provider's key (x-api-key, x-goog-api-key,
+    # Authorization) to another host; it becomes an upstream error.
     async def _send(self, req: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         """POST ``req``; once more, on a new connection, if the connection was closed or reset
         before any byte of the response.
@@ -115,7 +117,9 @@ class HTTPTransport:
         """
         assert self._session is not None and self._fresh is not None
         try:
-            return await self._session.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+            return await self._session.post(
+                req.url, data=req.body, headers=req.headers, timeout=timeout, allow_redirects=False
+            )
         except (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError):
             raise
         except aiohttp.ServerDisconnectedError as exc:
@@ -123,7 +127,9 @@ class HTTPTransport:
                 raise
         except (aiohttp.ClientOSError, aiohttp.ClientConnectionResetError):
             pass
-        return await self._fresh.post(req.url, data=req.body, headers=req.headers, timeout=timeout)
+        return await self._fresh.post(
+            req.url, data=req.body, headers=req.headers, timeout=timeout, allow_redirects=False
+        )
 
 
 def _session(connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:

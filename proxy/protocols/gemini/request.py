@@ -96,8 +96,13 @@ def url(base_url: str, model: str, stream: bool) -> str:
     if not re.search(r"/v1(alpha|beta)?$", base):
         base = f"{base}/{API_VERSION}"
     path = model if "/" in model else f"models/{model}"  # tunedModels/... and models/... pass as given
+    segments = path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):  # routing refuses these first
+        raise BadRequest(f"the model {model!r} is not a valid Gemini model name", param="model")
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return f"{base}/{quote(path, safe='/-._~')}:{method}"
+    # Each segment is encoded whole ('?', '#', '%', ':' and '/' inside included): the model
+    # can name a resource under the API version, never another path or a query.
+    return f"{base}/{'/'.join(quote(segment, safe='-._~') for segment in segments)}:{method}"
 
 
 def _major_version(model: str) -> int:
