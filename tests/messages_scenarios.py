@@ -93,7 +93,7 @@ def anthropic_head(said: Said, model: str = "claude-sonnet-4-5-20250929") -> byt
         "cache_read_input_tokens": said.cached,
         "output_tokens": 1,
     }
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_01FakeUpstream",
         "type": "message",
         "role": "assistant",
