@@ -37,6 +37,7 @@ from tests.messages_scenarios import (
     anthropic_sse,
     data_frame,
     expected,
+    gemini_chunk,
     gemini_chunks,
     gemini_response,
     gemini_sse,
@@ -557,3 +558,29 @@ def test_a_failing_passthrough_hands_on_whole_events_only(case: str) -> None:
         assert events and all(json.loads(e.data)["type"] != "error" for e in events), name
     assert len(outputs) == 1
     assert data.startswith(outputs.pop())
+
+
+async def test_gemini_thought_signature_survives_the_tool_loop(rig: Start) -> None:
+    """Gemini signs its calls; the SDK carries the signature back in a thinking block it knows
+    nothing of, and Gemini gets it on the same functionCall part on turn 2."""
+    r = await rig()
+    call = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnLTE="}
+    usage = {"promptTokenCount": 9, "candidatesTokenCount": 5, "totalTokenCount": 14}
+    turn1 = b"".join(
+        data_frame(c) for c in [gemini_chunk([{"text": "Checking."}]), gemini_chunk([call], "STOP", usage)]
+    )
+    r.fakes["gemini"].queue(Answer(turn1), Answer(render("gemini", SCENARIOS["text"])))
+    first = await stream_final(r.client, MODELS["gemini"])
+    assert first.stop_reason == "tool_use"
+    assert [b.type for b in first.content] == ["text", "thinking", "tool_use"]
+    tool = first.content[-1]
+    assert tool.type == "tool_use" and tool.input == {"city": "Paris"}
+    results = [{"type": "tool_result", "tool_use_id": tool.id, "content": "sunny"}]
+    messages = [*HELLO, {"role": "assistant", "content": first.content}, {"role": "user", "content": results}]
+    await stream_final(r.client, MODELS["gemini"], messages=messages)
+    model = r.fakes["gemini"].last.body["contents"][1]
+    assert model["role"] == "model"
+    calls = [p for p in model["parts"] if "functionCall" in p]
+    assert calls == [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnLTE="}
+    ]
