@@ -75,10 +75,22 @@ async def _handle(request: web.Request, call: Call) -> web.StreamResponse:
     call.ctx = StreamContext(
         id=f"msg_{call.record.id}", created=int(time.time()), model="", call_id_prefix=call.record.id[:16]
     )
-    return await run(request, call, native, native.get("stream") is True)
+    try:
+        return await run(request, call, native, native.get("stream") is True)
+    except ProxyError as err:
+        _overloaded(err)
+        raise
 
 
 handle = endpoint(DOOR, _handle)
+
+
+def _overloaded(err: ProxyError) -> None:
+    """Anthropic's own ``overloaded_error`` keeps its status 529 at this door (the provider's
+    error mapping says 503, what OpenAI clients know): the anthropic SDK raises
+    ``OverloadedError`` and Claude Code shows "overloaded" only for a 529."""
+    if err.status == 503 and err.code == "overloaded_error":
+        err.status = 529
 
 
 async def _count(request: web.Request, call: Call) -> web.StreamResponse:
@@ -96,7 +108,11 @@ async def _count(request: web.Request, call: Call) -> web.StreamResponse:
     kind = provider_kind(target.provider.kind)
     native_api = kind.native(DOOR.protocol, target.provider)
     if native_api is not None and native_api.build is not None:
-        return await _relay_count(request, target.model, target.provider, kind, native_api, native)
+        try:
+            return await _relay_count(request, target.model, target.provider, kind, native_api, native)
+        except ProxyError as err:
+            _overloaded(err)
+            raise
     to_chat({"max_tokens": 1, **native})  # the same 400s as /v1/messages for a malformed body
     text = orjson.dumps([native.get("system"), native.get("messages"), native.get("tools")])
     tokens = math.ceil(len(text.decode("utf-8", "replace")) / CHARS_PER_TOKEN)

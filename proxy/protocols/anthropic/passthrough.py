@@ -1,10 +1,14 @@
 """Anthropic upstream behind the Anthropic front door: the events pass byte for byte.
 
-Every read is handed on untouched, in the same write. Beside it, a line scanner (the SSE decoder,
-no JSON) watches the event names; only the few events that matter to the proxy are parsed:
-``message_start`` and ``message_delta`` (the usage, for the request record), ``message_stop``
-(the end: ``done``), and ``error`` (a failure: before the first byte it lets a policy fall back,
-after it the front door's error event is written, which is Anthropic's own shape).
+Every read is handed on untouched, up to its last complete event: the tail of an event cut
+between reads waits for the read that completes it (it is of no use to the client alone). So the
+client's stream is always whole events, and when the upstream fails (an error event, a truncated
+or malformed stream) the front door's error event follows whole events, never half of one.
+Beside it, a line scanner (the SSE decoder, no JSON) watches the event names; only the few events
+that matter to the proxy are parsed: ``message_start`` and ``message_delta`` (the usage, for the
+request record), ``message_stop`` (the end: ``done``), and ``error`` (a failure: before the first
+byte it lets a policy fall back, after it the front door's error event is written, which is
+Anthropic's own shape).
 
 A native request is the client's body with only the model changed; thinking blocks that carry a
 Gemini signature (an earlier turn answered by Gemini through this door) are left out, because
@@ -13,6 +17,7 @@ Anthropic rejects a signature it did not make.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -30,32 +35,43 @@ _PARSED = frozenset({"message_start", "message_delta", "error"})
 
 
 class AnthropicPassthrough:
-    """Anthropic SSE in, the same bytes out; ``usage`` and ``done`` read on the side."""
+    """Anthropic SSE in, the same bytes out (whole events); ``usage`` and ``done`` read on the side."""
 
-    __slots__ = ("_decoder", "_usage", "done", "usage")
+    __slots__ = ("_decoder", "_held", "_usage", "done", "usage")
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
         self._usage = _Usage()
+        self._held = b""  # the start of an event not complete yet
         self.done = False
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
+        pending = self._held + data if self._held else data
         try:
             events = self._decoder.feed(data)
         except SSEError as exc:
             raise StreamError(f"Anthropic stream: {exc}") from None
-        for event in events:
+        for i, event in enumerate(events):
             if event.event == "message_stop":
                 self.done = True
                 self.usage = self._usage.neutral()
             elif event.event in _PARSED:
-                self._parse(event.event, event.data, data)
-        return data
+                try:
+                    self._parse(event.event, event.data)
+                except StreamError as exc:
+                    exc.output = _before(pending, i)  # the whole events before the failing one
+                    raise
+        if self.done:
+            self._held = b""
+            return pending
+        cut = _complete(pending)
+        self._held = pending[cut:]
+        return pending[:cut]
 
-    def _parse(self, name: str, raw: bytes, read: bytes) -> None:
+    def _parse(self, name: str, raw: bytes) -> None:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -65,9 +81,6 @@ class AnthropicPassthrough:
         if name == "error":
             err = _error_from(data.get("error"), StreamError, default_status=502)
             assert isinstance(err, StreamError)
-            # The bytes of this read before the error event still reach the client.
-            at = read.find(b"event: error")
-            err.output = read[:at] if at > 0 else b""
             raise err
         usage = data.get("usage") if name == "message_delta" else (data.get("message") or {}).get("usage")
         self._usage.update(usage)
@@ -76,6 +89,44 @@ class AnthropicPassthrough:
         if not self.done:
             raise StreamError("the Anthropic stream was truncated: it ended before message_stop")
         return b""
+
+
+# The blank line that ends an event, in each line-ending style (LF, CRLF, CR, and LF then CRLF).
+_ENDS = (b"\n\n", b"\r\n\r\n", b"\n\r\n", b"\r\r")
+_END = re.compile(rb"\r\n\r\n|\n\r\n|\n\n|\r\r")
+
+
+def _complete(data: bytes) -> int:
+    """Where the last complete event of ``data`` ends (0 when none does)."""
+    cut = 0
+    for end in _ENDS:
+        at = data.rfind(end)
+        if at >= 0:
+            cut = max(cut, at + len(end))
+    return cut
+
+
+def _before(pending: bytes, count: int) -> bytes:
+    """The first ``count`` events of ``pending`` (which starts at an event's start), as bytes.
+
+    Only on a failure: re-reads ``pending`` one blank-line-ended piece at a time until ``count``
+    events were dispatched, so the bytes handed on end with a whole event.
+    """
+    if count == 0:
+        return b""
+    decoder = SSEDecoder()
+    seen = start = 0
+    for match in _END.finditer(pending):
+        try:
+            seen += len(decoder.feed(pending[start : match.end()]))
+        except SSEError:
+            break
+        if seen > count:
+            break
+        start = match.end()
+        if seen == count:
+            return pending[:start]
+    return pending[:start]
 
 
 def native_body(body: JSONBody, model: str) -> JSONBody:
