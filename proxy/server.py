@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, messages, meta
+from proxy.frontdoors import chat_completions, embeddings, messages, meta
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
 from proxy.protocols.openai_chat.encode import error_body
@@ -81,6 +81,7 @@ def create_app(config: Config) -> web.Application:
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/messages", messages.handle)
         app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
+        app.router.add_post(f"{prefix}/embeddings", embeddings.handle)
     app.router.add_get("/healthz", meta.healthz)
     app.router.add_get("/", meta.root)  # Claude Code sends HEAD / first (aiohttp answers HEAD on GET routes)
     return app

@@ -18,6 +18,9 @@ plain synchronous objects, no aiohttp, no asyncio, no clock and no random source
 - ``build_native(body, model, provider, headers)``: a request already in the provider's own wire
   format (a front door of the same protocol), passed on with only the model and the key changed.
 - ``translate_error(status, body)``: the ``ProxyError`` for an upstream error status.
+- ``build_embeddings(request, model, provider)`` and ``decode_embeddings(body, request, model)``:
+  ``/v1/embeddings``: the upstream request, and a 2xx body as OpenAI's embeddings response with
+  its usage; ``None`` for a provider without embeddings (``UnsupportedByProvider``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError
+from proxy.protocols.openai_embeddings import EmbeddingsRequest
 from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, StreamEncoder, Usage
 from proxy.transport.base import UpstreamRequest
 
@@ -51,3 +55,5 @@ class Provider:
     # with the client's protocol headers (e.g. anthropic-beta): only the model and the key change.
     build_native: Callable[[JSONBody, str, ProviderConfig, Mapping[str, str]], UpstreamRequest] | None = None
     passthrough_response: Callable[[bytes], tuple[bytes, Usage | None]] | None = None
+    build_embeddings: Callable[[EmbeddingsRequest, str, ProviderConfig], UpstreamRequest] | None = None
+    decode_embeddings: Callable[[bytes, EmbeddingsRequest, str], tuple[bytes, Usage | None]] | None = None

@@ -7,10 +7,11 @@ import orjson
 from proxy.config import ProviderConfig
 from proxy.protocols.openai_chat.decode import ChatChunkDecoder, decode_response
 from proxy.protocols.openai_chat.passthrough import PassthroughTranslator, passthrough_body, translate_error
+from proxy.protocols.openai_embeddings import EmbeddingsRequest, relay_body
 from proxy.protocols.stream import StreamEncoder
 from proxy.providers.base import JSONBody, Provider, StreamContext, UpstreamRequest
 
-__all__ = ["PROVIDER", "build_request"]
+__all__ = ["PROVIDER", "build_embeddings", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -34,6 +35,17 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"{provider.base_url}/chat/completions", headers=headers, body=payload)
 
 
+def build_embeddings(request: EmbeddingsRequest, model: str, provider: ProviderConfig) -> UpstreamRequest:
+    """``POST {base_url}/embeddings``: the client's body with only ``model`` rewritten."""
+    headers = {"Content-Type": "application/json"}
+    if provider.api_key:
+        headers["Authorization"] = f"Bearer {provider.api_key}"
+    if provider.headers:
+        headers.update(provider.headers)
+    payload = orjson.dumps({**request.body, "model": model})
+    return UpstreamRequest(url=f"{provider.base_url}/embeddings", headers=headers, body=payload)
+
+
 def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> ChatChunkDecoder:
     """For a front door of another wire format: OpenAI chunks decoded into the door's encoder."""
     return ChatChunkDecoder(encoder, ctx)
@@ -48,4 +60,6 @@ PROVIDER = Provider(
     translate_error=translate_error,
     passthrough=PassthroughTranslator,
     passthrough_response=passthrough_body,
+    build_embeddings=build_embeddings,
+    decode_embeddings=relay_body,
 )
