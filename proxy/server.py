@@ -18,7 +18,7 @@ from proxy.access.middleware import gate_middleware
 from proxy.access.secrets import Scrubber
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, messages, meta
+from proxy.frontdoors import chat_completions, embeddings, messages, meta
 from proxy.frontdoors.body import BODY_LIMITS, BodyLimits
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
@@ -99,6 +99,7 @@ def create_app(config: Config) -> web.Application:
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/messages", messages.handle)
         app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
+        app.router.add_post(f"{prefix}/embeddings", embeddings.handle)
     app.router.add_get("/healthz", meta.healthz)
     app.router.add_get("/", meta.root)  # Claude Code sends HEAD / first (aiohttp answers HEAD on GET routes)
     return app

@@ -14,6 +14,9 @@ plain synchronous objects, no aiohttp, no asyncio, no clock and no random source
   ``protocol``), a ``Native``: the request sent as the client wrote it and the answer passed on
   byte for byte, with no decode at all.
 - ``translate_error(status, body)``: the ``ProxyError`` for an upstream error status.
+- ``build_embeddings(request, model, provider)`` and ``decode_embeddings(body, request, model)``:
+  ``/v1/embeddings``: the upstream request, and a 2xx body as OpenAI's embeddings response with
+  its usage; ``None`` for a provider without embeddings (``UnsupportedByProvider``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from proxy.config import ProviderConfig
 from proxy.errors import ProxyError
+from proxy.protocols.openai_embeddings import EmbeddingsRequest
 from proxy.protocols.stream import Completion, StreamContext, StreamDecoder, StreamEncoder, Usage
 from proxy.transport.base import UpstreamRequest
 
@@ -69,3 +73,6 @@ class Provider:
         """How this provider serves a door of ``protocol`` untouched, or None (translate)."""
         native = self.natives.get(protocol)
         return native if native is not None and native.enabled(config) else None
+
+    build_embeddings: Callable[[EmbeddingsRequest, str, ProviderConfig], UpstreamRequest] | None = None
+    decode_embeddings: Callable[[bytes, EmbeddingsRequest, str], tuple[bytes, Usage | None]] | None = None

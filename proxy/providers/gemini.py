@@ -5,14 +5,16 @@ from __future__ import annotations
 import orjson
 
 from proxy.config import ProviderConfig
+from proxy.protocols.gemini.embeddings import batch_body, batch_url, decode_batch
 from proxy.protocols.gemini.request import build_body, url
 from proxy.protocols.gemini.response import decode_response
 from proxy.protocols.gemini.stream import GeminiStream
 from proxy.protocols.gemini.wire import translate_error
+from proxy.protocols.openai_embeddings import EmbeddingsRequest
 from proxy.protocols.stream import StreamContext, StreamEncoder
 from proxy.providers.base import JSONBody, Provider, UpstreamRequest
 
-__all__ = ["PROVIDER", "build_request"]
+__all__ = ["PROVIDER", "build_embeddings", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -26,6 +28,16 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=url(provider.base_url, model, bool(body.get("stream"))), headers=headers, body=payload)
 
 
+def build_embeddings(request: EmbeddingsRequest, model: str, provider: ProviderConfig) -> UpstreamRequest:
+    """``batchEmbedContents``: every input in one call (text only: token ids are unsupported)."""
+    headers = {"content-type": "application/json"}
+    if provider.api_key:
+        headers["x-goog-api-key"] = provider.api_key
+    if provider.headers:
+        headers.update(provider.headers)
+    return UpstreamRequest(url=batch_url(provider.base_url, model), headers=headers, body=batch_body(request, model))
+
+
 def _stream_decoder(encoder: StreamEncoder, ctx: StreamContext, provider: ProviderConfig) -> GeminiStream:
     return GeminiStream(encoder, ctx)
 
@@ -36,4 +48,6 @@ PROVIDER = Provider(
     stream_decoder=_stream_decoder,
     decode_response=decode_response,
     translate_error=translate_error,
+    build_embeddings=build_embeddings,
+    decode_embeddings=decode_batch,
 )

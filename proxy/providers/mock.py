@@ -11,10 +11,11 @@ import dataclasses
 import orjson
 
 from proxy.config import ProviderConfig
+from proxy.protocols.openai_embeddings import EmbeddingsRequest
 from proxy.providers import openai
 from proxy.providers.base import JSONBody, StreamContext, UpstreamRequest
 
-__all__ = ["PROVIDER", "build_request"]
+__all__ = ["PROVIDER", "build_embeddings", "build_request"]
 
 
 def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: StreamContext) -> UpstreamRequest:
@@ -22,4 +23,11 @@ def build_request(body: JSONBody, model: str, provider: ProviderConfig, ctx: Str
     return UpstreamRequest(url=f"mock://{model}", headers={}, body=orjson.dumps({**body, "model": model}))
 
 
-PROVIDER = dataclasses.replace(openai.PROVIDER, kind="mock", build_request=build_request)
+def build_embeddings(request: EmbeddingsRequest, model: str, provider: ProviderConfig) -> UpstreamRequest:
+    """``mock://<model>/embeddings``: hashed vectors in OpenAI's shape (``transport.mock_embeddings``)."""
+    return UpstreamRequest(url=f"mock://{model}/embeddings", headers={}, body=orjson.dumps(request.body))
+
+
+PROVIDER = dataclasses.replace(
+    openai.PROVIDER, kind="mock", build_request=build_request, build_embeddings=build_embeddings
+)

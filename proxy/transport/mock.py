@@ -40,7 +40,8 @@ from proxy.config import ProviderConfig
 from proxy.errors import BadRequest, ProxyError
 from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion
 from proxy.protocols.stream import Completion, StreamContext, ToolCall, Usage
-from proxy.transport.base import UpstreamRequest
+from proxy.transport import mock_embeddings
+from proxy.transport.base import UpstreamRequest, UpstreamResponse
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -645,9 +646,11 @@ def _context(body: JSONBody, model: str) -> StreamContext:
 class MockTransport:
     """Opens ``mock://<model>`` requests in-process (the interface of ``HTTPTransport.open``)."""
 
-    async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> MockResponse:
+    async def open(self, req: UpstreamRequest, provider: ProviderConfig) -> UpstreamResponse:
         """Answer at once; raises ``BadRequest`` for a body the mock cannot read."""
         model = req.url.removeprefix("mock://")
+        embeddings = model.endswith(mock_embeddings.SUFFIX)
+        model = model.removesuffix(mock_embeddings.SUFFIX)
         try:
             body = orjson.loads(req.body)
         except orjson.JSONDecodeError as exc:
@@ -658,5 +661,7 @@ class MockTransport:
         failure = re.fullmatch(r"fail-(\d{3})", model)
         if failure:
             return MockResponse(int(failure.group(1)), None, ctx)
+        if embeddings:
+            return mock_embeddings.EmbeddingsResponse(mock_embeddings.embeddings_body(body, model))
         answer = plan_answer(body, provider.options)
         return MockResponse(200, answer, ctx, provider.options, stream=body.get("stream") is True)
