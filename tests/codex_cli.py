@@ -244,15 +244,34 @@ class FunctionCall:
     call_id: str = ""
 
 
-Output = Message | FunctionCall
+@dataclass
+class CustomToolCall:
+    """A scripted ``custom_tool_call`` item (free-form ``input``, e.g. Codex's ``apply_patch``)."""
+
+    name: str
+    input: str
+    call_id: str = ""
+
+
+@dataclass
+class Reasoning:
+    """A scripted ``reasoning`` item: a summary streamed as text, and an opaque
+    ``encrypted_content`` a stateless client must send back on the next turn."""
+
+    summary: str
+    encrypted_content: str = "gAAAAB-fake-encrypted-reasoning"
+
+
+Output = Message | FunctionCall | CustomToolCall | Reasoning
 Script = Callable[[dict[str, Any]], list[Output]]
 
 
-def function_outputs(body: dict[str, Any]) -> dict[str, str]:
-    """``call_id`` -> output of every ``function_call_output`` item in a request's input."""
+def function_outputs(body: dict[str, Any], kind: str = "function_call_output") -> dict[str, str]:
+    """``call_id`` -> output of every ``function_call_output`` (or ``kind``) item in a
+    request's input."""
     found: dict[str, str] = {}
     for item in body.get("input", []):
-        if isinstance(item, dict) and item.get("type") == "function_call_output":
+        if isinstance(item, dict) and item.get("type") == kind:
             output = item.get("output")
             if isinstance(output, list):  # content parts
                 output = "".join(str(part.get("text", "")) for part in output if isinstance(part, dict))
@@ -324,8 +343,12 @@ class FakeResponses:
         for index, output in enumerate(outputs):
             if isinstance(output, Message):
                 done.append(self._message_events(stream, index, output))
-            else:
+            elif isinstance(output, FunctionCall):
                 done.append(self._call_events(stream, index, output))
+            elif isinstance(output, CustomToolCall):
+                done.append(self._custom_events(stream, index, output))
+            else:
+                done.append(self._reasoning_events(stream, index, output))
         input_tokens, cached, output_tokens = self.usage
         response.update(
             status="completed",
@@ -402,6 +425,45 @@ class FakeResponses:
             arguments=arguments,
         )
         final = {**item, "status": "completed", "arguments": arguments}
+        stream.add("response.output_item.done", output_index=index, item=final)
+        return final
+
+    def _custom_events(self, stream: _Events, index: int, call: CustomToolCall) -> dict[str, Any]:
+        """A custom_tool_call item: added empty, its raw input in two deltas, done."""
+        call_id = call.call_id or self._next("call")
+        self.call_ids.append(call_id)
+        item = {
+            "id": self._next("ctc"),
+            "type": "custom_tool_call",
+            "status": "in_progress",
+            "name": call.name,
+            "input": "",
+            "call_id": call_id,
+        }
+        stream.add("response.output_item.added", output_index=index, item=item)
+        where = {"item_id": item["id"], "output_index": index}
+        half = len(call.input) // 2
+        for piece in (call.input[:half], call.input[half:]):
+            stream.add("response.custom_tool_call_input.delta", **where, delta=piece)
+        stream.add("response.custom_tool_call_input.done", **where, input=call.input)
+        final = {**item, "status": "completed", "input": call.input}
+        stream.add("response.output_item.done", output_index=index, item=final)
+        return final
+
+    def _reasoning_events(self, stream: _Events, index: int, reasoning: Reasoning) -> dict[str, Any]:
+        """A reasoning item: added, one summary part streamed in two deltas, done with the
+        ``encrypted_content`` (only the final item carries it, as with OpenAI)."""
+        item: dict[str, Any] = {"id": self._next("rs"), "type": "reasoning", "summary": []}
+        stream.add("response.output_item.added", output_index=index, item=item)
+        where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+        stream.add("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+        half = len(reasoning.summary) // 2
+        for piece in (reasoning.summary[:half], reasoning.summary[half:]):
+            stream.add("response.reasoning_summary_text.delta", **where, delta=piece)
+        stream.add("response.reasoning_summary_text.done", **where, text=reasoning.summary)
+        part = {"type": "summary_text", "text": reasoning.summary}
+        stream.add("response.reasoning_summary_part.done", **where, part=part)
+        final = {**item, "summary": [part], "encrypted_content": reasoning.encrypted_content}
         stream.add("response.output_item.done", output_index=index, item=final)
         return final
 

@@ -17,23 +17,30 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 import tests.codex_cli as codex_cli
+from proxy.config import build
+from proxy.server import create_app
+from tests.agent_cli import Block, FakeAnthropic, Reply, text_reply, tool_results
 from tests.codex_cli import (
     API_KEY,
     INSTALL_SCRIPT,
+    CustomToolCall,
     FakeResponses,
     FunctionCall,
     Message,
     Output,
+    Reasoning,
     Seen,
     function_outputs,
     run_codex,
 )
 from tests.support import refusing_port
+from tests.test_claude_code import FakeOpenAI, _chunk, openai_pong
 
 MODEL = "up/test-model"  # a provider/model id, as the proxy will be asked for
 KNOWN_MODEL = "gpt-5.5"  # one of Codex 0.171's own catalog: gets apply_patch, verbosity, effort
 SHELL_TOOL = "exec_command"  # Codex's shell tool (unified exec): {"cmd": "<shell command>"}
 TOOL_COMMAND = "echo sse-proxy-$((6*7))"  # only a shell that really ran it prints sse-proxy-42
+PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+sse-proxy\n*** End Patch\n"
 
 
 def base_url(server: TestServer) -> str:
@@ -163,6 +170,44 @@ async def test_a_known_model_gets_apply_patch_verbosity_and_effort(aiohttp_serve
     assert call.body["reasoning"]["effort"] in {"low", "medium", "high"}
 
 
+def reason_then_patch(body: dict[str, Any]) -> list[Output]:
+    """Turn 1 reasons and calls the free-form ``apply_patch`` tool; turn 2 quotes its result."""
+    outputs = function_outputs(body, "custom_tool_call_output")
+    if outputs:
+        return [Message(f"Patched: {list(outputs.values())[-1].strip().splitlines()[-1]}")]
+    return [Reasoning("Planning the patch."), CustomToolCall("apply_patch", PATCH)]
+
+
+async def test_a_custom_tool_call_applies_the_patch_and_reasoning_round_trips(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    """A ``custom_tool_call`` of ``apply_patch`` really edits the working directory, and the next
+    call sends back, in order: our reasoning item with its ``encrypted_content`` (and
+    ``content: null``), the custom call as we sent it, and a ``custom_tool_call_output``."""
+    fake = FakeResponses(reason_then_patch)
+    server = await aiohttp_server(fake.app())
+
+    run = await run_codex("Add hello.txt.", base_url=base_url(server), model=KNOWN_MODEL, workdir=tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert (tmp_path / "cwd" / "hello.txt").read_text() == "sse-proxy\n"
+    assert run.text == "Patched: A hello.txt", run.explain()
+    assert [item["text"] for item in run.items("reasoning")] == ["Planning the patch."]
+    _, second = fake.calls
+    reasoning, custom, output = second.body["input"][-3:]
+    assert reasoning == {
+        "type": "reasoning",
+        "id": reasoning["id"],
+        "summary": [{"type": "summary_text", "text": "Planning the patch."}],
+        "content": None,
+        "encrypted_content": "gAAAAB-fake-encrypted-reasoning",
+    }
+    assert reasoning["id"].startswith("rs_fake")
+    assert (custom["type"], custom["name"], custom["input"]) == ("custom_tool_call", "apply_patch", PATCH)
+    assert custom["call_id"] == output["call_id"] == fake.call_ids[0]
+    assert output["type"] == "custom_tool_call_output" and output["output"].endswith("A hello.txt\n")
+
+
 async def test_a_stream_without_output_item_done_prints_nothing(aiohttp_server: Any, tmp_path: Path) -> None:
     """Codex builds its items from ``response.output_item.done`` only: deltas alone show
     nothing and the run still exits 0. A front door must send every ``output_item.done``."""
@@ -207,7 +252,13 @@ def sdk(server: TestServer) -> openai.AsyncOpenAI:
 
 
 async def test_fake_responses_streams_what_the_openai_sdk_reads(aiohttp_server: Any) -> None:
-    fake = FakeResponses(lambda body: [Message("Let me look."), FunctionCall("lookup", {"q": "x" * 20})])
+    outputs: list[Output] = [
+        Reasoning("Thinking it over."),
+        Message("Let me look."),
+        FunctionCall("lookup", {"q": "x" * 20}),
+        CustomToolCall("apply_patch", PATCH),
+    ]
+    fake = FakeResponses(lambda body: outputs)
     server = await aiohttp_server(fake.app())
     client = sdk(server)
 
@@ -222,12 +273,16 @@ async def test_fake_responses_streams_what_the_openai_sdk_reads(aiohttp_server: 
     assert numbers == list(range(len(numbers)))
     assert seen_types[:2] == ["response.created", "response.in_progress"]
     assert seen_types[-1] == "response.completed"
-    assert seen_types.count("response.output_item.done") == 2
-    assert "response.function_call_arguments.done" in seen_types
-    message, call = final.output
+    assert seen_types.count("response.output_item.done") == 4
+    for kind in ("function_call_arguments", "custom_tool_call_input", "reasoning_summary_text", "output_text"):
+        assert f"response.{kind}.done" in seen_types
+    reasoning, message, call, custom = final.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Thinking it over."
+    assert reasoning.encrypted_content == "gAAAAB-fake-encrypted-reasoning"
     assert message.type == "message" and final.output_text == "Let me look."
     assert call.type == "function_call" and call.name == "lookup" and call.call_id == fake.call_ids[0]
     assert orjson.loads(call.arguments) == {"q": "x" * 20}
+    assert custom.type == "custom_tool_call" and custom.input == PATCH and custom.call_id == fake.call_ids[1]
     assert final.usage is not None
     assert (final.usage.input_tokens, final.usage.input_tokens_details.cached_tokens) == (1200, 300)
     assert final.usage.total_tokens == 1220
@@ -350,3 +405,112 @@ def test_codex_binary_skips_with_the_reason_without_node(tmp_path: Path, monkeyp
 
     with pytest.raises(pytest.skip.Exception, match="Node/npm not found"):
         codex_cli.codex_binary()
+
+
+# --- Through the proxy: /v1/responses (issue 12; run once the front door is served) ------------
+
+
+async def proxy_serving_responses(aiohttp_server: Any, providers: dict[str, Any]) -> TestServer:
+    """The proxy on a real socket with ``providers``; skips the test while the proxy has no
+    ``POST /v1/responses`` route, so these tests start running when the front door lands."""
+    app = create_app(build({"providers": providers}, "<test>", {}))
+    if not any(resource.canonical == "/v1/responses" for resource in app.router.resources()):
+        pytest.skip("the proxy does not serve POST /v1/responses yet (issue 12)")
+    server: TestServer = await aiohttp_server(app)
+    return server
+
+
+async def chat_upstream(aiohttp_server: Any, fake: FakeOpenAI) -> dict[str, Any]:
+    """A chat-completions-only OpenAI-compatible upstream as provider ``up``."""
+    upstream = await aiohttp_server(fake.app())
+    return {"up": {"kind": "openai", "base_url": str(upstream.make_url("/v1")), "api_key": "upstream-key"}}
+
+
+def chat_shell_then_quote(body: dict[str, Any], turn: int) -> list[Any]:
+    """The chat upstream's side of the shell turn: call ``exec_command``, then quote the last
+    line of the tool message."""
+    results = [m for m in body["messages"] if m["role"] == "tool"]
+    usage = {"prompt_tokens": 1000, "completion_tokens": 9, "total_tokens": 1009}
+    if results:
+        text = results[-1]["content"]
+        if isinstance(text, list):
+            text = "".join(part.get("text", "") for part in text)
+        line = text.strip().splitlines()[-1]
+        return [_chunk({"role": "assistant", "content": f"The command printed {line}"}), _chunk({}, "stop")]
+    call = {"index": 0, "id": "call_up_1", "type": "function", "function": {"name": SHELL_TOOL, "arguments": ""}}
+    arguments = orjson.dumps({"cmd": TOOL_COMMAND}).decode()
+    return [
+        _chunk({"role": "assistant", "tool_calls": [call]}),
+        *(
+            _chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 7]}}]})
+            for i in range(0, len(arguments), 7)
+        ),
+        _chunk({}, "tool_calls"),
+        _chunk(None, usage=usage),
+    ]
+
+
+async def test_through_the_proxy_codex_text_turn_from_a_chat_upstream(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeOpenAI(openai_pong)
+    proxy = await proxy_serving_responses(aiohttp_server, await chat_upstream(aiohttp_server, fake))
+
+    run = await run_codex("Answer with the single word PONG.", base_url=base_url(proxy), model=MODEL, workdir=tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert run.text == "PONG", run.explain()
+    (sent,) = fake.bodies
+    assert sent["model"] == "test-model" and sent["stream"] is True
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles[0] in {"system", "developer"} and roles[-1] == "user"
+    names = [tool["function"]["name"] for tool in sent["tools"]]
+    assert SHELL_TOOL in names and "web_search" not in names  # the hosted tool is dropped
+
+
+async def test_through_the_proxy_codex_tool_turn_runs_the_shell(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeOpenAI(chat_shell_then_quote)
+    proxy = await proxy_serving_responses(aiohttp_server, await chat_upstream(aiohttp_server, fake))
+
+    run = await run_codex("Run the echo.", base_url=base_url(proxy), model=MODEL, workdir=tmp_path)
+
+    assert run.returncode == 0, run.explain()
+    assert run.text == "The command printed sse-proxy-42", run.explain()
+    first, second = fake.bodies
+    assert SHELL_TOOL in [tool["function"]["name"] for tool in first["tools"]]
+    assistant = next(m for m in second["messages"] if m["role"] == "assistant" and m.get("tool_calls"))
+    (call,) = assistant["tool_calls"]
+    assert call["function"]["name"] == SHELL_TOOL
+    assert orjson.loads(call["function"]["arguments"]) == {"cmd": TOOL_COMMAND}
+    (result,) = [m for m in second["messages"] if m["role"] == "tool"]
+    assert result["tool_call_id"] == call["id"] and "sse-proxy-42" in str(result["content"])
+
+
+def anthropic_add_then_answer(body: dict[str, Any]) -> Reply:
+    results = tool_results(body)
+    if results:
+        return text_reply(f"The sum is {results[-1]}.")
+    return Reply([Block("tool_use", name="add", input={"a": 40, "b": 2})], stop_reason="tool_use")
+
+
+async def test_through_the_proxy_agents_sdk_tool_loop_on_an_anthropic_upstream(aiohttp_server: Any) -> None:
+    agents = pytest.importorskip("agents", reason="openai-agents is not installed (pip install openai-agents)")
+    fake = FakeAnthropic(anthropic_add_then_answer)
+    upstream = await aiohttp_server(fake.app())
+    provider = {"base_url": f"http://127.0.0.1:{upstream.port}", "api_key": "upstream-key"}
+    proxy = await proxy_serving_responses(aiohttp_server, {"anthropic": provider})
+
+    @agents.function_tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    client = sdk(proxy)
+    model = agents.OpenAIResponsesModel(model="anthropic/claude-test", openai_client=client)
+    agent = agents.Agent(name="adder", instructions="Use the add tool.", model=model, tools=[add])
+    result = await agents.Runner.run(agent, "What is 40 + 2?", run_config=agents.RunConfig(tracing_disabled=True))
+
+    assert result.final_output == "The sum is 42."
+    first, second = fake.messages
+    assert first.body["model"] == "claude-test"
+    assert [tool["name"] for tool in first.body["tools"]] == ["add"]
+    assert tool_results(second.body) == ["42"]
+    await client.close()
