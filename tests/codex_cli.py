@@ -262,8 +262,26 @@ class Reasoning:
     encrypted_content: str = "gAAAAB-fake-encrypted-reasoning"
 
 
-Output = Message | FunctionCall | CustomToolCall | Reasoning
-Script = Callable[[dict[str, Any]], list[Output]]
+@dataclass
+class Failure:
+    """Ends a scripted stream with ``response.failed`` (what follows it is not sent)."""
+
+    message: str
+    code: str = "server_error"
+
+
+@dataclass
+class ApiError:
+    """A scripted answer that is not a stream: an HTTP error with OpenAI's error JSON."""
+
+    status: int
+    message: str
+    code: str = "invalid_request_error"
+    param: str | None = None
+
+
+Output = Message | FunctionCall | CustomToolCall | Reasoning | Failure
+Script = Callable[[dict[str, Any]], list[Output] | ApiError]
 
 
 def function_outputs(body: dict[str, Any], kind: str = "function_call_output") -> dict[str, str]:
@@ -323,12 +341,14 @@ class FakeResponses:
             body = raw.decode(errors="replace")
         self.seen.append(Seen(request.method, request.path, dict(request.headers), body))
         if request.method == "POST" and request.path.endswith("/responses") and isinstance(body, dict):
-            response, events = self._respond(body, self.script(body))
+            answer = self.script(body)
+            if isinstance(answer, ApiError):
+                return _error(answer)
+            response, events = self._respond(body, answer)
             if body.get("stream"):
                 return await self._stream(request, events)
             return web.json_response(response)
-        error = {"message": f"no route {request.method} {request.path}", "type": "invalid_request_error"}
-        return web.json_response({"error": {**error, "param": None, "code": "not_found"}}, status=404)
+        return _error(ApiError(404, f"no route {request.method} {request.path}", "not_found"))
 
     def _next(self, prefix: str) -> str:
         return f"{prefix}_fake{next(self._ids):04d}"
@@ -341,6 +361,11 @@ class FakeResponses:
         stream.add("response.in_progress", response=dict(response))
         done: list[dict[str, Any]] = []
         for index, output in enumerate(outputs):
+            if isinstance(output, Failure):
+                error = {"code": output.code, "message": output.message}
+                response.update(status="failed", output=done, error=error)
+                stream.add("response.failed", response=response)
+                return response, stream.events
             if isinstance(output, Message):
                 done.append(self._message_events(stream, index, output))
             elif isinstance(output, FunctionCall):
@@ -474,6 +499,12 @@ class FakeResponses:
         await response.write(b"".join(_sse(event) for event in kept))
         await response.write_eof()
         return response
+
+
+def _error(error: ApiError) -> web.Response:
+    kind = "invalid_request_error" if error.status < 500 else "server_error"
+    shape = {"message": error.message, "type": kind, "param": error.param, "code": error.code}
+    return web.json_response({"error": shape}, status=error.status)
 
 
 def _sse(event: dict[str, Any]) -> bytes:

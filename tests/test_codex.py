@@ -23,7 +23,9 @@ from tests.agent_cli import Block, FakeAnthropic, Reply, text_reply, tool_result
 from tests.codex_cli import (
     API_KEY,
     INSTALL_SCRIPT,
+    ApiError,
     CustomToolCall,
+    Failure,
     FakeResponses,
     FunctionCall,
     Message,
@@ -230,6 +232,34 @@ async def test_a_stream_without_response_completed_fails_the_turn(aiohttp_server
     assert run.returncode == 1, run.explain()
     assert [e["type"] for e in run.events][-1] == "turn.failed", run.explain()
     assert len(fake.calls) == 1  # stream_max_retries = 0: no second try
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_an_error_before_the_stream_shows_its_message(aiohttp_server: Any, tmp_path: Path, status: int) -> None:
+    """A 4xx with OpenAI's error JSON fails the turn with ``error.message`` as Codex's own
+    message (for 429 and 5xx Codex shows a generic text of its own instead)."""
+    message = "unknown model 'up/nope'; known: up/test-model"
+    fake = FakeResponses(lambda body: ApiError(status, message, "model_not_found", "model"))
+    server = await aiohttp_server(fake.app())
+
+    run = await run_codex("Say PONG.", base_url=base_url(server), model="up/nope", workdir=tmp_path, timeout=30)
+
+    assert run.returncode == 1, run.explain()
+    (failed,) = [e for e in run.events if e["type"] == "turn.failed"]
+    assert failed["error"]["message"] == message
+    assert len(fake.calls) == 1
+
+
+async def test_response_failed_mid_stream_fails_the_turn_with_its_message(aiohttp_server: Any, tmp_path: Path) -> None:
+    fake = FakeResponses(lambda body: [Message("half an answ"), Failure("upstream broke mid-stream")])
+    server = await aiohttp_server(fake.app())
+
+    run = await run_codex("Say PONG.", base_url=base_url(server), model=MODEL, workdir=tmp_path, timeout=30)
+
+    assert run.returncode == 1, run.explain()
+    (failed,) = [e for e in run.events if e["type"] == "turn.failed"]
+    assert failed["error"]["message"].endswith("upstream broke mid-stream")
+    assert run.text == ""
 
 
 async def test_nothing_listening_fails_at_once(tmp_path: Path) -> None:
