@@ -177,6 +177,7 @@ async def run_codex(
     argv = [
         str(codex_binary()),
         "exec",
+        "--strict-config",  # a key this version does not know is an error, not silently ignored
         "--json",
         "--ephemeral",
         "--skip-git-repo-check",
