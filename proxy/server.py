@@ -18,7 +18,7 @@ from proxy.access.middleware import gate_middleware
 from proxy.access.secrets import Scrubber
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, embeddings, messages, meta
+from proxy.frontdoors import chat_completions, embeddings, messages, meta, responses
 from proxy.frontdoors.body import BODY_LIMITS, BodyLimits
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
@@ -91,6 +91,9 @@ def create_app(config: Config) -> web.Application:
         scrub=Scrubber.from_config(config),
     )
     app[BODY_LIMITS] = BodyLimits.from_config(config.server, transport.watchdog)
+    app[responses.STORE] = responses.ResponseStore(
+        config.server.responses_store_size, config.server.responses_store_ttl_s
+    )
     app.cleanup_ctx.append(_transport_ctx)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions.handle)
@@ -98,6 +101,7 @@ def create_app(config: Config) -> web.Application:
         app.router.add_get(f"{prefix}/models/{{model:.+}}", meta.one_model)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/messages", messages.handle)
+        app.router.add_post(f"{prefix}/responses", responses.handle)
         app.router.add_post(f"{prefix}/messages/count_tokens", messages.count_tokens)
         app.router.add_post(f"{prefix}/embeddings", embeddings.handle)
     app.router.add_get("/healthz", meta.healthz)

@@ -79,6 +79,10 @@ class ServerConfig:
     body_timeout_s: float = 60.0
     keepalive_timeout_s: float = 15.0
     max_connections: int | None = None
+    # /v1/responses with previous_response_id, for translated answers (README "Endpoints"):
+    # how many stored responses each process keeps, and for how long.
+    responses_store_size: int = 1000
+    responses_store_ttl_s: float = 3600.0
     api_keys_env: str | None = None
     api_keys_file: str | None = None
     cors_origins: tuple[str, ...] = ()

@@ -91,6 +91,8 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "body_timeout_s": POSITIVE_NUMBER,
         "keepalive_timeout_s": POSITIVE_NUMBER,
         "max_connections": POSITIVE_INT,
+        "responses_store_size": NON_NEGATIVE_INT,
+        "responses_store_ttl_s": POSITIVE_NUMBER,
         "api_keys_env": STR,
         "api_keys_file": STR,
         "cors_origins": STR_LIST,
