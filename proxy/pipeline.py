@@ -45,6 +45,7 @@ class State:
     router: Router
     transport: Transport
     records: Records = field(default_factory=Records)
+    draining: bool = False  # set at SIGTERM: /readyz answers 503 while open requests finish
 
 
 STATE = web.AppKey("state", State)
@@ -171,17 +172,21 @@ async def _attempt(
         if stream:
             await _check_stream(upstream, config)
             decoder = _decoder(kind, door, ctx, config)
-            response = await relay_stream(
-                request,
-                upstream,
-                decoder,
-                config,
-                {**SSE_HEADERS, **headers},
-                state.transport.watchdog,
-                state.config.server.keepalive_s,
-                door,
-                call.record,
-            )
+            state.records.stream(call.record, 1)
+            try:
+                response = await relay_stream(
+                    request,
+                    upstream,
+                    decoder,
+                    config,
+                    {**SSE_HEADERS, **headers},
+                    state.transport.watchdog,
+                    state.config.server.keepalive_s,
+                    door,
+                    call.record,
+                )
+            finally:
+                state.records.stream(call.record, -1)
             call.record.usage = decoder.usage
             return response
         data = await read_body(upstream, config)

@@ -289,6 +289,8 @@ async def _pump(
 
 
 def _timeout(clock: _Clock, provider: ProviderConfig) -> ProxyError:
+    if clock._watchdog.closing:  # the drain deadline at shutdown, not the provider's fault
+        return StreamError("sse-proxy is shutting down: the stream was ended at its drain deadline", status=503)
     if clock.seen:
         return StreamError(f"provider '{provider.name}' sent nothing for {clock.idle_s:g} s", type="timeout_error")
     return UpstreamTimeout(f"provider '{provider.name}' sent no data within {clock.first_byte_s:g} s")

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, meta
+from proxy.frontdoors import chat_completions, meta, ops
+from proxy.observability.metrics import Metrics
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
 from proxy.protocols.openai_chat.encode import error_body
@@ -22,7 +23,7 @@ from proxy.routing import Router
 from proxy.transport import Transport
 from proxy.watchdog import Watchdog
 
-__all__ = ["STATE", "State", "create_app"]
+__all__ = ["STATE", "State", "create_app", "reload_config"]
 
 log = logging.getLogger("proxy")
 
@@ -72,11 +73,25 @@ def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application (run it with ``handler_cancellation=True``)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
     transport = Transport(Watchdog(_resolution(config)))
-    app[STATE] = State(config=config, router=Router(config), transport=transport, records=Records([access_line]))
+    metrics = app[ops.METRICS] = Metrics(config)
+    records = Records([access_line, metrics.record], [metrics.stream])
+    app[STATE] = State(config=config, router=Router(config), transport=transport, records=records)
     app.cleanup_ctx.append(_transport_ctx)
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", chat_completions.handle)
         app.router.add_get(f"{prefix}/models", meta.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", meta.one_model)
     app.router.add_get("/healthz", meta.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
     return app
+
+
+def reload_config(app: web.Application, config: Config) -> None:
+    """Serve new requests with ``config`` (SIGHUP). Requests already running keep the router
+    they started with. ``[server]`` settings bound at start (host, port, workers, body cap,
+    the watchdog's resolution) keep their old values until a restart."""
+    state = app[STATE]
+    state.router = Router(config)
+    state.config = config
+    app[ops.METRICS].set_config(config)

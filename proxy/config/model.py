@@ -60,6 +60,7 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     keepalive_s: float | None = None
     workers: int = 1
+    drain_timeout_s: float = 30.0  # SIGTERM: how long open requests may take to finish
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "max_body_bytes": POSITIVE_INT,
         "keepalive_s": NON_NEGATIVE,
         "workers": POSITIVE_INT,
+        "drain_timeout_s": NON_NEGATIVE,
     }
 )
 
