@@ -17,7 +17,15 @@ from aiohttp import web
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load
-from proxy.lifecycle import CANCEL_GRACE_S, Supervisor, drain, exit_with_parent, install_signals, watch_parent
+from proxy.lifecycle import (
+    CANCEL_GRACE_S,
+    HAS_PDEATHSIG,
+    Supervisor,
+    drain,
+    exit_with_parent,
+    install_signals,
+    watch_parent,
+)
 from proxy.observability.metrics import MULTIPROC_ENV
 from proxy.observability.record import JsonFormatter
 from proxy.pipeline import STATE
@@ -110,7 +118,7 @@ async def _serve_worker(
     config: Config, host: str, port: int, workers: int, announce: bool, config_path: str | None, parent: int | None
 ) -> None:
     watcher = None
-    if parent is not None and not sys.platform.startswith("linux"):
+    if parent is not None and not HAS_PDEATHSIG:
         watcher = asyncio.create_task(watch_parent(parent))
     try:
         await serve(config, host, port, workers, announce, config_path)

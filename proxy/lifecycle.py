@@ -35,7 +35,16 @@ from proxy.observability.metrics import MULTIPROC_ENV
 from proxy.pipeline import STATE
 from proxy.server import reload_config
 
-__all__ = ["CANCEL_GRACE_S", "Supervisor", "drain", "exit_with_parent", "install_signals", "reload"]
+__all__ = [
+    "CANCEL_GRACE_S",
+    "HAS_PDEATHSIG",
+    "Supervisor",
+    "drain",
+    "exit_with_parent",
+    "install_signals",
+    "reload",
+    "watch_parent",
+]
 
 log = logging.getLogger("proxy")
 
@@ -44,6 +53,7 @@ _POLL_S = 0.05  # how often a draining process looks whether its connections are
 _BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 _STABLE_S = 30.0  # a worker that lived this long was healthy: the back-off starts again
 _PR_SET_PDEATHSIG = 1
+HAS_PDEATHSIG: bool = sys.platform.startswith("linux")  # else ``watch_parent`` runs
 
 
 async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> None:
@@ -111,7 +121,7 @@ def exit_with_parent(parent: int) -> None:
     """In a worker: get SIGTERM (and so drain) when the supervisor dies."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # not the supervisor's handlers, inherited by fork
-    if sys.platform.startswith("linux"):
+    if HAS_PDEATHSIG:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
