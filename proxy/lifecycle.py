@@ -66,18 +66,18 @@ async def drain(runner: web.AppRunner, app: web.Application, timeout: float) -> 
     server = runner.server
     if server is None:
         return
-    server.pre_shutdown()  # idle keep-alive connections close now, busy ones after their answer
+    server.pre_shutdown()  # idle keep-alive connections stop waiting for another request
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while server.connections and loop.time() < deadline:
+    while state.in_flight and loop.time() < deadline:
         await asyncio.sleep(_POLL_S)
-    if not server.connections:
+    if not state.in_flight:
         log.info("drained: no request open")
         return
-    log.warning("drain deadline (%gs): ending %d open connections", timeout, len(server.connections))
+    log.warning("drain deadline (%gs): ending %d open requests", timeout, state.in_flight)
     state.transport.watchdog.expire()
     deadline = loop.time() + CANCEL_GRACE_S
-    while server.connections and loop.time() < deadline:
+    while state.in_flight and loop.time() < deadline:
         await asyncio.sleep(_POLL_S)
 
 

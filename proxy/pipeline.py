@@ -46,6 +46,7 @@ class State:
     transport: Transport
     records: Records = field(default_factory=Records)
     draining: bool = False  # set at SIGTERM: /readyz answers 503 while open requests finish
+    in_flight: int = 0  # requests being handled (server.count_in_flight): what a drain waits for
 
 
 STATE = web.AppKey("state", State)

@@ -184,6 +184,12 @@ class _Clock:
                 self.out_at = now
                 self._task = self._loop.create_task(self._keepalive())
 
+    def expire(self) -> None:
+        """Fire now, whatever the progress (``Watchdog.expire``, the drain deadline)."""
+        self.fired = True
+        self._watchdog.discard(self)
+        self._upstream.close()
+
     async def _keepalive(self) -> None:
         try:
             response = await self._sink.start()

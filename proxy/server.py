@@ -52,6 +52,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(ProxyError("internal error in sse-proxy (see its log)", status=500, type="api_error"))
 
 
+@web.middleware
+async def count_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the requests being handled, so a draining process knows when it may exit."""
+    state = request.app[STATE]
+    state.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        state.in_flight -= 1
+
+
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:
     transport = app[STATE].transport
     await transport.start()
@@ -71,7 +82,7 @@ def _resolution(config: Config) -> float:
 
 def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application (run it with ``handler_cancellation=True``)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
+    app = web.Application(middlewares=[count_in_flight, error_middleware], client_max_size=config.server.max_body_bytes)
     transport = Transport(Watchdog(_resolution(config)))
     metrics = app[ops.METRICS] = Metrics(config)
     records = Records([access_line, metrics.record], [metrics.stream])

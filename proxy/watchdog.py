@@ -87,7 +87,11 @@ class Watchdog:
         relay then ends each open stream with the door's error event (see ``closing``)."""
         self.closing = True
         for watch in list(self._watches):
-            watch.check(math.inf)
+            expire = getattr(watch, "expire", None)  # a watch that counts progress has its own
+            if expire is not None:
+                expire()
+            else:
+                watch.check(math.inf)
 
     def close(self) -> None:
         if self._handle is not None:

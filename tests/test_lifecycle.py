@@ -179,7 +179,11 @@ async def test_drain_deadline_ends_open_streams_with_an_error_frame(held_upstrea
     async with aiohttp.ClientSession() as session:
         response = await open_stream(session, proxy)
         proxy.signal(signal.SIGTERM)
-        rest = await asyncio.wait_for(response.content.read(), 10)
+        try:
+            rest = await asyncio.wait_for(response.content.read(), 10)
+        except aiohttp.ClientPayloadError as exc:
+            await proxy.exited(10)
+            raise AssertionError(f"the stream was cut: {proxy.logs()}") from exc
     assert b'"error"' in rest and b"shutting down" in rest
     assert b"[DONE]" not in rest
     assert await proxy.exited(10) == 0
