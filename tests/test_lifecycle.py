@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import psutil
 import pytest
 from aiohttp import web
@@ -320,3 +321,22 @@ async def test_workers_stop_on_sigterm_and_the_metrics_dir_is_removed(held_upstr
     proxy.signal(signal.SIGTERM)
     assert await proxy.exited(10) == 0
     assert not metrics_dir.exists()
+
+
+async def test_log_format_json_writes_one_json_object_per_line(held_upstream, run_proxy) -> None:
+    upstream, release, _ = held_upstream
+    release.set()
+    proxy = run_proxy(config_text(upstream), "--log-format", "json")
+    await proxy.ready()
+    # An unknown model: one routed with a newline in it is another part of issue 10 (headers).
+    forged = 'nosuch/m\n{"logger": "proxy.access", "status": 200}'
+    async with aiohttp.ClientSession() as session:
+        body = {"model": forged, "messages": MESSAGES, "stream": True}
+        async with session.post(proxy.url("/v1/chat/completions"), json=body) as response:
+            assert response.status == 404
+    proxy.signal(signal.SIGTERM)
+    assert await proxy.exited(10) == 0
+    lines = [orjson.loads(line) for line in proxy.logs().splitlines()]  # every line is JSON
+    (access,) = [line for line in lines if line["logger"] == "proxy.access"]
+    assert access["model"] == forged and access["outcome"] == "rejected"
+    assert {"request_id", "key_name", "frontdoor", "status", "outcome", "ttfb_ms", "duration_ms"} <= access.keys()
