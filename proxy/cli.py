@@ -7,8 +7,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import signal
+import shutil
 import sys
+import tempfile
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -20,6 +21,18 @@ from proxy.access.listen import is_loopback
 from proxy.access.secrets import Scrubber, install_log_scrubber
 from proxy.config import Config, ConfigError, load
 from proxy.connections import ProxyRunner, raise_open_files_limit
+from proxy.lifecycle import (
+    CANCEL_GRACE_S,
+    HAS_PDEATHSIG,
+    Supervisor,
+    drain,
+    exit_with_parent,
+    install_signals,
+    watch_parent,
+)
+from proxy.observability.metrics import MULTIPROC_ENV
+from proxy.observability.record import JsonFormatter
+from proxy.pipeline import STATE
 from proxy.server import create_app
 
 __all__ = ["main", "serve"]
@@ -33,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port to listen on (default: [server].port or 8080)")
     parser.add_argument("--config", help="TOML configuration file (optional)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="log lines as text (default) or JSON"
+    )
     parser.add_argument("--workers", type=int, help="worker processes sharing the port with SO_REUSEPORT")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's default event loop")
     parser.add_argument(
@@ -53,9 +69,12 @@ def describe_providers(config: Config) -> str:
     return text
 
 
-async def serve(config: Config, host: str, port: int, workers: int, announce: bool) -> None:
-    """Run one server process until SIGINT/SIGTERM."""
-    runner = ProxyRunner(create_app(config), handler_cancellation=True, access_log=None)
+async def serve(
+    config: Config, host: str, port: int, workers: int, announce: bool, config_path: str | None = None
+) -> None:
+    """Run one server process until SIGINT/SIGTERM, then drain (see ``proxy.lifecycle``)."""
+    app = create_app(config)
+    runner = ProxyRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=CANCEL_GRACE_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=workers > 1, backlog=2048)
     await site.start()
@@ -69,10 +88,10 @@ async def serve(config: Config, host: str, port: int, workers: int, announce: bo
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    install_signals(loop, stop, app, config_path)
     try:
         await stop.wait()
+        await drain(runner, app, app[STATE].config.server.drain_timeout_s)
     finally:
         await runner.cleanup()
 
@@ -89,15 +108,46 @@ def _run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
     asyncio.run(coro)
 
 
-def _worker(config: Config, host: str, port: int, workers: int, announce: bool, use_uvloop: bool) -> None:
-    _run(serve(config, host, port, workers, announce), use_uvloop)
+def _worker(
+    config: Config,
+    host: str,
+    port: int,
+    workers: int,
+    announce: bool,
+    use_uvloop: bool,
+    config_path: str | None = None,
+    parent: int | None = None,
+) -> None:
+    if parent is not None:
+        exit_with_parent(parent)
+    _run(_serve_worker(config, host, port, workers, announce, config_path, parent), use_uvloop)
+
+
+async def _serve_worker(
+    config: Config, host: str, port: int, workers: int, announce: bool, config_path: str | None, parent: int | None
+) -> None:
+    watcher = None
+    if parent is not None and not HAS_PDEATHSIG:
+        watcher = asyncio.create_task(watch_parent(parent))
+    try:
+        await serve(config, host, port, workers, announce, config_path)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+def _log_handler(log_format: str) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=args.log_level.upper(), handlers=[_log_handler(args.log_format)])
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -119,9 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_open_files_limit()  # before forking: workers inherit it
     try:
         if workers == 1:
-            _worker(config, host, port, 1, True, use_uvloop)
+            _worker(config, host, port, 1, True, use_uvloop, args.config)
             return 0
-        return _supervise(config, host, port, workers, use_uvloop)
+        return _supervise(config, host, port, workers, use_uvloop, args.config)
     except OSError as exc:
         print(f"sse-proxy: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -139,23 +189,29 @@ def open_listen_refusal(config: Config, host: str, allow_open: bool) -> str | No
     )
 
 
-def _supervise(config: Config, host: str, port: int, workers: int, use_uvloop: bool) -> int:
-    """Start ``workers`` processes on one port (SO_REUSEPORT); stop them all on a signal."""
+def _supervise(config: Config, host: str, port: int, workers: int, use_uvloop: bool, config_path: str | None) -> int:
+    """Start ``workers`` processes on one port (SO_REUSEPORT) and keep them running until a signal.
+
+    Their metrics meet in a temporary ``PROMETHEUS_MULTIPROC_DIR`` made here and removed at the
+    end (one the operator set is used as it is, and kept)."""
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="sse-proxy-metrics-")
     ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_worker, args=(config, host, port, workers, i == 0, use_uvloop), daemon=True)
-        for i in range(workers)
-    ]
-    for proc in procs:
+    parent = os.getpid()
+
+    announced: set[int] = set()
+
+    def spawn(slot: int) -> multiprocessing.process.BaseProcess:
+        announce = slot == 0 and slot not in announced  # a restarted worker does not announce again
+        announced.add(slot)
+        args = (config, host, port, workers, announce, use_uvloop, config_path, parent)
+        proc = ctx.Process(target=_worker, args=args, daemon=True)
         proc.start()
+        return proc
 
-    def stop(signum: int, _frame: Any) -> None:
-        for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for proc in procs:
-        proc.join()
-    return max((proc.exitcode or 0) for proc in procs)
+    try:
+        return Supervisor(spawn, workers).run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

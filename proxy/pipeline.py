@@ -49,6 +49,8 @@ class State:
     transport: Transport
     records: Records = field(default_factory=Records)
     scrub: Scrubber = field(default_factory=lambda: Scrubber(()))  # configured secrets out of errors
+    draining: bool = False  # set at SIGTERM: /readyz answers 503 while open requests finish
+    in_flight: int = 0  # requests being handled (server.count_in_flight): what a drain waits for
 
 
 STATE = web.AppKey("state", State)
@@ -244,18 +246,14 @@ async def _answer(
         await _check_stream(upstream, config)
         decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
         watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
-        response = await relay_stream(
-            request,
-            upstream,
-            decoder,
-            config,
-            {},
-            watchdog,
-            keepalive_s,
-            _Scrubbed(door, state.scrub),
-            call.record,
-            client,
-        )
+        framing = _Scrubbed(door, state.scrub)
+        state.records.stream(call.record, 1)  # the open-streams gauge: once up, once down
+        try:
+            response = await relay_stream(
+                request, upstream, decoder, config, {}, watchdog, keepalive_s, framing, call.record, client
+            )
+        finally:
+            state.records.stream(call.record, -1)
         call.record.usage = decoder.usage
         return response
     data = await read_body(upstream, config)

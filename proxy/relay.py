@@ -214,6 +214,13 @@ class _Clock:
                 self.out_at = now
                 self._task = self._loop.create_task(self._keepalive())
 
+    def expire(self) -> None:
+        """Fire now, whatever the progress (``Watchdog.expire``, the drain deadline)."""
+        self.fired = True
+        self._watchdog.discard(self)
+        if self._upstream is not None:
+            self._upstream.close()
+
     async def _keepalive(self) -> None:
         # The clock's own bytes are counted around each await: a frame the relay writes in the
         # same instant may be counted as the clock's, which only delays its progress to the next.
@@ -375,6 +382,8 @@ async def _pump(
 
 
 def _timeout(clock: _Clock, provider: ProviderConfig) -> ProxyError:
+    if clock._watchdog.closing:  # the drain deadline at shutdown, not the provider's fault
+        return StreamError("sse-proxy is shutting down: the stream was ended at its drain deadline", status=503)
     if clock.seen:
         return StreamError(f"provider '{provider.name}' sent nothing for {clock.idle_s:g} s", type="timeout_error")
     return UpstreamTimeout(f"provider '{provider.name}' sent no data within {clock.first_byte_s:g} s")

@@ -15,11 +15,12 @@ from aiohttp import web
 from proxy.access.browser import Browsers
 from proxy.access.gate import Gate
 from proxy.access.middleware import gate_middleware
-from proxy.access.secrets import Scrubber
+from proxy.access.secrets import Scrubber, install_log_scrubber
 from proxy.config import Config
 from proxy.errors import ProxyError
-from proxy.frontdoors import chat_completions, embeddings, messages, meta, responses
+from proxy.frontdoors import chat_completions, embeddings, messages, meta, ops, responses
 from proxy.frontdoors.body import BODY_LIMITS, BodyLimits
+from proxy.observability.metrics import Metrics
 from proxy.observability.record import Records, access_line
 from proxy.pipeline import STATE, State
 from proxy.protocols.openai_chat.encode import error_body
@@ -27,7 +28,7 @@ from proxy.routing import Router
 from proxy.transport import Transport
 from proxy.watchdog import Watchdog
 
-__all__ = ["STATE", "State", "create_app"]
+__all__ = ["STATE", "State", "create_app", "reload_config"]
 
 log = logging.getLogger("proxy")
 
@@ -56,6 +57,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(ProxyError("internal error in sse-proxy (see its log)", status=500, type="api_error"))
 
 
+@web.middleware
+async def count_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the requests being handled, so a draining process knows when it may exit."""
+    state = request.app[STATE]
+    state.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        state.in_flight -= 1
+
+
 async def _transport_ctx(app: web.Application) -> AsyncIterator[None]:
     transport = app[STATE].transport
     await transport.start()
@@ -78,16 +90,17 @@ def create_app(config: Config) -> web.Application:
     """The proxy as an aiohttp application (run it with ``handler_cancellation=True``)."""
     browsers, gate = Browsers(config.server), Gate(config)
     app = web.Application(
-        middlewares=[error_middleware, browsers.middleware, gate_middleware(gate)],
+        middlewares=[count_in_flight, error_middleware, browsers.middleware, gate_middleware(gate)],
         client_max_size=config.server.max_body_bytes,
     )
     app.on_response_prepare.append(browsers.on_prepare)
     transport = Transport(Watchdog(_resolution(config)))
+    metrics = app[ops.METRICS] = Metrics(config)
     app[STATE] = State(
         config=config,
         router=Router(config),
         transport=transport,
-        records=Records([access_line, gate.on_record]),
+        records=Records([access_line, gate.on_record, metrics.record], [metrics.stream]),
         scrub=Scrubber.from_config(config),
     )
     app[BODY_LIMITS] = BodyLimits.from_config(config.server, transport.watchdog)
@@ -106,4 +119,18 @@ def create_app(config: Config) -> web.Application:
         app.router.add_post(f"{prefix}/embeddings", embeddings.handle)
     app.router.add_get("/healthz", meta.healthz)
     app.router.add_get("/", meta.root)  # Claude Code sends HEAD / first (aiohttp answers HEAD on GET routes)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
     return app
+
+
+def reload_config(app: web.Application, config: Config) -> None:
+    """Serve new requests with ``config`` (SIGHUP). Requests already running keep the router
+    they started with. ``[server]`` settings bound at start (host, port, workers, body cap,
+    the watchdog's resolution) and the access keys keep their old values until a restart."""
+    state = app[STATE]
+    state.router = Router(config)
+    state.config = config
+    state.scrub = Scrubber.from_config(config)
+    install_log_scrubber(state.scrub)
+    app[ops.METRICS].set_config(config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
@@ -32,7 +33,7 @@ class Watch(Protocol):
 class Watchdog:
     """The watches of one event loop, and the one periodic timer that checks them."""
 
-    __slots__ = ("_handle", "_idle", "_loop", "_watches", "resolution")
+    __slots__ = ("_handle", "_idle", "_loop", "_watches", "closing", "resolution")
 
     def __init__(self, resolution: float = 1.0) -> None:
         if resolution <= 0:
@@ -42,6 +43,7 @@ class Watchdog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._idle = 0
+        self.closing = False  # set by ``expire``: watches that fire now fire for the shutdown
 
     def add(self, watch: Watch) -> None:
         self._watches.add(watch)
@@ -79,6 +81,17 @@ class Watchdog:
     def watching(self) -> int:
         """How many watches are open (not ``__len__``: an idle watchdog must not be falsy)."""
         return len(self._watches)
+
+    def expire(self) -> None:
+        """Fire every watch now, as if its time had come: the drain deadline at shutdown. The
+        relay then ends each open stream with the door's error event (see ``closing``)."""
+        self.closing = True
+        for watch in list(self._watches):
+            expire = getattr(watch, "expire", None)  # a watch that counts progress has its own
+            if expire is not None:
+                expire()
+            else:
+                watch.check(math.inf)
 
     def close(self) -> None:
         if self._handle is not None:

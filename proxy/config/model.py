@@ -86,6 +86,7 @@ class ServerConfig:
     api_keys_env: str | None = None
     api_keys_file: str | None = None
     cors_origins: tuple[str, ...] = ()
+    drain_timeout_s: float = 30.0  # SIGTERM: how long open requests may take to finish
 
 
 # -- who may call (see proxy.config.access and proxy.access) ---------------------------------

@@ -96,6 +96,7 @@ SERVER_KEYS: Mapping[str, Option] = MappingProxyType(
         "api_keys_env": STR,
         "api_keys_file": STR,
         "cors_origins": STR_LIST,
+        "drain_timeout_s": NON_NEGATIVE,
     }
 )
 

@@ -36,11 +36,11 @@ from urllib.parse import unquote
 
 import orjson
 
+import proxy.transport.mock_embeddings as mock_embeddings
 from proxy.config import ProviderConfig
 from proxy.errors import BadRequest, ProxyError
 from proxy.protocols.openai_chat.encode import ChatEncoder, encode_completion
 from proxy.protocols.stream import Completion, StreamContext, ToolCall, Usage
-from proxy.transport import mock_embeddings
 from proxy.transport.base import UpstreamRequest, UpstreamResponse
 
 __all__ = [
