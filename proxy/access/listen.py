@@ -3,11 +3,13 @@ check (browser): names are compared, never resolved."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 __all__ = ["host_of", "is_loopback"]
 
 
+@functools.lru_cache(maxsize=256)  # checked on every request (the Host header); bounded
 def is_loopback(host: str) -> bool:
     """``localhost`` (and ``*.localhost``), 127.0.0.0/8, ::1 (bracketed or not); not 0.0.0.0."""
     name = host.strip().rstrip(".").lower()

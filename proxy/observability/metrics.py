@@ -17,7 +17,7 @@ imported, so it is imported here lazily, inside ``Metrics``, after the command l
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from proxy.config import Config
 from proxy.observability.record import RequestRecord
@@ -51,6 +51,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Per app, not the global registry: several apps in one process (tests) must not clash.
         # In multiprocess mode the values live in files; the registry is built per scrape.
         self._registry: CollectorRegistry | None = None if self.multiprocess else CollectorRegistry()
@@ -126,29 +127,39 @@ class Metrics:
         provider = record.provider
         return provider if provider is not None and provider in self._providers else "none"
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: the label sets are bounded (see ``_model``),
+        and a lookup in prometheus-client costs a lock and several dict operations."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record(self, record: RequestRecord) -> None:
         """The ``Records`` sink: count one finished request."""
         door, provider, model = record.frontdoor, self._provider(record), self._model(record)
-        self.requests.labels(door, provider, model, str(record.status), record.outcome).inc()
+        child = self._child
+        child(self.requests, door, provider, model, str(record.status), record.outcome).inc()
         if record.ttfb_s is not None:
-            self.ttfb.labels(door, provider, model).observe(record.ttfb_s)
+            child(self.ttfb, door, provider, model).observe(record.ttfb_s)
         if record.duration_s is not None:
-            self.duration.labels(door, provider, model).observe(record.duration_s)
+            child(self.duration, door, provider, model).observe(record.duration_s)
         if record.outcome in ("upstream_error", "timeout"):
-            self.upstream_errors.labels(provider, model, record.outcome).inc()
+            child(self.upstream_errors, provider, model, record.outcome).inc()
         elif record.outcome == "client_disconnect":
-            self.disconnects.labels(door).inc()
+            child(self.disconnects, door).inc()
         if record.attempts > 1:
-            self.retries.labels(door, model).inc(record.attempts - 1)
-            self.fallbacks.labels(door, model).inc()
+            child(self.retries, door, model).inc(record.attempts - 1)
+            child(self.fallbacks, door, model).inc()
         usage = record.usage
         if usage is not None:
-            self.tokens.labels(provider, model, "in").inc(usage.input_tokens)
-            self.tokens.labels(provider, model, "out").inc(usage.output_tokens)
+            child(self.tokens, provider, model, "in").inc(usage.input_tokens)
+            child(self.tokens, provider, model, "out").inc(usage.output_tokens)
 
     def stream(self, record: RequestRecord, delta: int) -> None:
         """The ``Records`` stream sink: a stream started (+1) or ended (-1)."""
-        self.streams_open.labels(record.frontdoor).inc(delta)
+        self._child(self.streams_open, record.frontdoor).inc(delta)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker, in multiprocess mode)."""
