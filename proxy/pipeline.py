@@ -197,14 +197,14 @@ async def _attempt(
     # A stream's client side exists before the upstream request: its keep-alives (if any) cover
     # the wait for the upstream's response head too.
     client = None
+    framing = _Scrubbed(call.door, state.scrub)
     if stream:
         watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
-        framing = _Scrubbed(door, state.scrub)
         client = ClientStream(request, {**SSE_HEADERS, **headers}, watchdog, keepalive_s, framing, call.record)
     try:
         upstream = await state.transport.open(upstream_request, config)
         try:
-            return await _answer(request, state, call, kind, native, config, upstream, client, headers)
+            return await _answer(request, state, call, kind, native, config, upstream, client, framing, headers)
         finally:
             upstream.close()
     except ProxyError as err:
@@ -226,6 +226,7 @@ async def _answer(
     config: ProviderConfig,
     upstream: UpstreamResponse,
     client: ClientStream | None,
+    framing: _Scrubbed,
     headers: Mapping[str, str],
 ) -> web.StreamResponse:
     """The attempt's answer from the opened ``upstream``: relayed into ``client`` for a stream."""
@@ -246,7 +247,8 @@ async def _answer(
         await _check_stream(upstream, config)
         decoder = native.stream(ctx, config) if native else kind.stream_decoder(door.encoder(ctx), ctx, config)
         watchdog, keepalive_s = state.transport.watchdog, state.config.server.keepalive_s
-        framing = _Scrubbed(door, state.scrub)
+        if native is not None:
+            framing.pass_through(decoder)
         state.records.stream(call.record, 1)  # the open-streams gauge: once up, once down
         try:
             response = await relay_stream(
@@ -298,12 +300,20 @@ async def _check_stream(upstream: UpstreamResponse, config: ProviderConfig) -> N
 
 class _Scrubbed:
     """A door's framing for the relay whose error event carries no configured secret (the
-    message of a mid-stream error is the upstream's text). Only the error path pays."""
+    message of a mid-stream error is the upstream's text). Only the error path pays.
 
-    __slots__ = ("_door", "_scrub")
+    A pass-through decoder that writes its own error event (``error_frame``: it knows the
+    upstream's stream, e.g. the Responses API's sequence numbers) is asked first."""
+
+    __slots__ = ("_door", "_scrub", "_stream")
 
     def __init__(self, door: FrontDoor, scrub: Scrubber) -> None:
         self._door, self._scrub = door, scrub
+        self._stream: Callable[[ProxyError], bytes] | None = None
+
+    def pass_through(self, decoder: object) -> None:
+        """The stream is ``decoder``'s pass-through: its own error event, if it has one, wins."""
+        self._stream = getattr(decoder, "error_frame", None)
 
     @property
     def keepalive(self) -> bytes:
@@ -311,4 +321,6 @@ class _Scrubbed:
 
     def error_frame(self, err: ProxyError) -> bytes:
         err.message = self._scrub(err.message)
+        if self._stream is not None:
+            return self._stream(err)
         return self._door.error_frame(err)

@@ -607,7 +607,6 @@ async def test_pass_through_cut_mid_stream_ends_with_an_error_never_a_completion
         await stream_helper(setup.client, model=MODELS["responses"], input="Hi")
 
 
-@pytest.mark.xfail(strict=True, reason="the pass-through's own error event restarts sequence_number at 0 (see report)")
 async def test_pass_through_error_event_continues_the_sequence_numbers(setup: Setup) -> None:
     served = responses_stream({"model": "gpt-5"}, [Message("Hello there!")])
     cut = served[: served.index(b"event: response.output_text.done")]

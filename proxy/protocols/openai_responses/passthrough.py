@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import StreamError, UpstreamError
+from proxy.errors import ProxyError, StreamError, UpstreamError
+from proxy.protocols.openai_responses.encode import error_event
 from proxy.protocols.stream import Usage
 from proxy.wire.sse import SSEDecoder, SSEError
 
@@ -43,10 +44,11 @@ def usage_of(usage: Any) -> Usage | None:
 class ResponsesPassthrough:
     """Responses SSE in, the same bytes out; ``usage`` and ``done`` read on the side."""
 
-    __slots__ = ("_decoder", "done", "usage")
+    __slots__ = ("_decoder", "_events", "done", "usage")
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
+        self._events = 0  # events handed on: the next sequence number
         self.done = False
         self.usage: Usage | None = None
 
@@ -57,6 +59,7 @@ class ResponsesPassthrough:
             events = self._decoder.feed(data)
         except SSEError as exc:
             raise StreamError(f"Responses stream: {exc}") from None
+        self._events += len(events)
         for event in events:
             name = event.event
             if name in _TERMINAL:
@@ -70,6 +73,10 @@ class ResponsesPassthrough:
         if not self.done:
             raise StreamError("the Responses stream was truncated: it ended before response.completed")
         return b""
+
+    def error_frame(self, err: ProxyError) -> bytes:
+        """The error event that ends this stream, its ``sequence_number`` following the upstream's."""
+        return error_event(err, self._events)
 
 
 def _response_of(raw: bytes) -> dict[str, Any]:
