@@ -226,6 +226,7 @@ async def soak(proxy: Proxy, requests: int, concurrency: int, deadline_s: float)
             nonlocal done
             while done < requests and time.perf_counter() - started < deadline_s:
                 done += 1
+                index = done
                 try:
                     async with session.post(proxy.url + "/v1/chat/completions", data=data, headers=HEADERS) as r:
                         raw = await r.read()
@@ -233,7 +234,7 @@ async def soak(proxy: Proxy, requests: int, concurrency: int, deadline_s: float)
                         result.failed += 1
                 except aiohttp.ClientError:
                     result.failed += 1
-                if done % every == 0:
+                if index % every == 0:
                     rss, fds = proxy.sample()
                     result.samples.append((done, rss, fds, time.perf_counter() - started))
 
