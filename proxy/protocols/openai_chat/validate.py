@@ -77,9 +77,10 @@ def validate_chat_request(body: dict[str, Any]) -> None:
         if not isinstance(message, dict):
             raise BadRequest(f"'messages[{i}]' must be an object", param=f"messages[{i}]")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
+            shown = repr(role) if isinstance(role, str) and len(role) <= 40 else type(role).__name__
             raise BadRequest(
-                f"'messages[{i}].role' must be one of {', '.join(sorted(_ROLES))}, got {role!r}",
+                f"'messages[{i}].role' must be one of {', '.join(sorted(_ROLES))}, got {shown}",
                 param=f"messages[{i}].role",
             )
         _check_message(message, role, f"messages[{i}]")
