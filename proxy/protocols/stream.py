@@ -14,8 +14,11 @@ Sans-IO: no aiohttp, no asyncio, no clock; ``StreamContext`` carries the ids and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from proxy.errors import StreamError
 
 __all__ = [
     "Completion",
@@ -25,7 +28,10 @@ __all__ = [
     "StreamEncoder",
     "ToolCall",
     "Usage",
+    "translate_events",
 ]
+
+E = TypeVar("E")
 
 # Why a choice ended, in the neutral vocabulary. A front door maps these to its own names
 # (OpenAI: the same words, ``function_call`` for legacy functions; Anthropic: end_turn,
@@ -162,3 +168,21 @@ class StreamDecoder(Protocol):
     def feed(self, data: bytes) -> bytes: ...
 
     def finish(self) -> bytes: ...
+
+
+def translate_events(events: Iterable[E], translate: Callable[[E], bytes], stop: Callable[[], bool]) -> bytes:
+    """The bytes ``translate`` makes of each event, in order, until ``stop()`` says the answer is
+    whole. A ``StreamError`` from one event carries the bytes made before it in its ``output``,
+    so the relay still writes them ahead of the error event."""
+    out: list[bytes] = []
+    for event in events:
+        if stop():
+            break
+        try:
+            frame = translate(event)
+        except StreamError as exc:
+            exc.output = b"".join(out) + exc.output
+            raise
+        if frame:
+            out.append(frame)
+    return b"".join(out)

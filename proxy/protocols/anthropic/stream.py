@@ -16,7 +16,7 @@ from proxy.protocols.anthropic.wire import (
     _refusal_text,
     _Usage,
 )
-from proxy.protocols.stream import StreamEncoder, Usage
+from proxy.protocols.stream import StreamEncoder, Usage, translate_events
 from proxy.wire.sse import Event, SSEDecoder, SSEError
 
 JSONBody = dict[str, Any]
@@ -68,18 +68,7 @@ class AnthropicStream:
         return out
 
     def _events(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for event in events:
-            if self.done:
-                break
-            try:
-                frame = self._event(event)
-            except StreamError as exc:
-                exc.output = b"".join(out) + exc.output
-                raise
-            if frame:
-                out.append(frame)
-        return b"".join(out)
+        return translate_events(events, self._event, lambda: self.done)
 
     def _event(self, event: Event) -> bytes:
         try:

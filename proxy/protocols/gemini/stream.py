@@ -20,7 +20,7 @@ from proxy.protocols.gemini.wire import (
     _parts_of,
     _usage,
 )
-from proxy.protocols.stream import StreamContext, StreamEncoder, Usage
+from proxy.protocols.stream import StreamContext, StreamEncoder, Usage, translate_events
 from proxy.wire.sse import Event, SSEDecoder, SSEError
 
 # --------------------------------------------------------------------------------------------
@@ -122,18 +122,7 @@ class GeminiStream:
         return StreamError(f"the Gemini stream sent data outside SSE framing: {head!r}", output=output)
 
     def _events(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for event in events:
-            if self._complete:
-                break  # nothing after the answer is whole
-            try:
-                frame = self._event(event)
-            except StreamError as exc:
-                exc.output = b"".join(out) + exc.output
-                raise
-            if frame:
-                out.append(frame)
-        return b"".join(out)
+        return translate_events(events, self._event, lambda: self._complete)  # nothing after a whole answer
 
     def _event(self, event: Event) -> bytes:
         try:

@@ -26,7 +26,15 @@ from typing import Any
 import orjson
 
 from proxy.errors import StreamError, UpstreamError
-from proxy.protocols.stream import Completion, FinishReason, StreamContext, StreamEncoder, ToolCall, Usage
+from proxy.protocols.stream import (
+    Completion,
+    FinishReason,
+    StreamContext,
+    StreamEncoder,
+    ToolCall,
+    Usage,
+    translate_events,
+)
 from proxy.wire.sse import Event, SSEDecoder, SSEError
 
 __all__ = ["ChatChunkDecoder", "decode_response", "finish_reason", "read_usage"]
@@ -204,18 +212,7 @@ class ChatChunkDecoder:
         return out
 
     def _events(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for event in events:
-            if self.done:
-                break
-            try:
-                frame = self._event(event.data)
-            except StreamError as exc:
-                exc.output = b"".join(out) + exc.output
-                raise
-            if frame:
-                out.append(frame)
-        return b"".join(out)
+        return translate_events(events, lambda event: self._event(event.data), lambda: self.done)
 
     def _event(self, data: bytes) -> bytes:
         if data == b"[DONE]":
