@@ -11,8 +11,10 @@ always served whatever the two figures are.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from aiohttp import web
@@ -26,6 +28,25 @@ __all__ = ["BODY_LIMITS", "BodyBudget", "BodyLimits", "read_parsed"]
 T = TypeVar("T")
 
 _RETRY_AFTER_S = 1.0
+# Memory back to the system after large bodies: once this many body bytes were read since the
+# last trim, glibc's ``malloc_trim`` runs a moment later, when no body is being read. Python
+# frees a parsed body's objects, but the allocator keeps the pages unless asked.
+_TRIM_AFTER_BYTES = 32 * 1024 * 1024
+_TRIM_DELAY_S = 0.5
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_trim()
 
 
 @dataclass(slots=True)
@@ -34,6 +55,8 @@ class BodyBudget:
 
     capacity: int
     used: int = 0
+    since_trim: int = 0  # body bytes read since memory was last given back
+    trim_pending: bool = field(default=False, repr=False)
 
     def take(self, size: int) -> bool:
         """Reserve ``size`` bytes; False when they do not fit beside the bodies already held."""
@@ -44,6 +67,14 @@ class BodyBudget:
 
     def give(self, size: int) -> None:
         self.used -= size
+        self.since_trim += size
+
+    def trim(self) -> None:
+        """Give freed memory back to the system, unless a body is being read (then later)."""
+        self.trim_pending = False
+        if self.used == 0 and _MALLOC_TRIM is not None:
+            self.since_trim = 0
+            _MALLOC_TRIM(0)
 
 
 @dataclass(slots=True)
@@ -99,6 +130,10 @@ async def read_parsed(request: web.Request, limits: BodyLimits, limit: int, pars
         return parse(raw)
     finally:
         held.release()
+        budget = limits.budget
+        if budget.since_trim >= _TRIM_AFTER_BYTES and not budget.trim_pending:
+            budget.trim_pending = True
+            limits.watchdog.loop().call_later(_TRIM_DELAY_S, budget.trim)
 
 
 class _Held:
