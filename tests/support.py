@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from proxy.errors import StreamError
 from proxy.protocols.stream import StreamContext, StreamDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,3 +56,27 @@ def assert_same_every_split(make: Callable[[], StreamDecoder], data: bytes) -> b
     for name, out in results.items():
         assert out == whole, f"output differs when the input is fed {name}"
     return whole
+
+
+ErrorFrame = Callable[[StreamDecoder, StreamError], bytes]
+
+
+def run_relayed(decoder: StreamDecoder, parts: list[bytes], error_frame: ErrorFrame) -> bytes:
+    """What the relay writes: the output, and after a failure the output made before it and the
+    front door's error event (``error_frame(decoder, exc)``)."""
+    out: list[bytes] = []
+    try:
+        for part in parts:
+            out.append(decoder.feed(part))
+        out.append(decoder.finish())
+    except StreamError as exc:
+        out.append(exc.output + error_frame(decoder, exc))
+    return b"".join(out)
+
+
+def relayed_every_split(make: Callable[[], StreamDecoder], data: bytes, error_frame: ErrorFrame) -> bytes:
+    """``run_relayed`` on ``data`` cut every way (``splits``); all outputs must be identical."""
+    results = {name: run_relayed(make(), parts, error_frame) for name, parts in splits(data)}
+    for name, out in results.items():
+        assert out == results["whole"], f"output differs when the input is fed {name}"
+    return results["whole"]

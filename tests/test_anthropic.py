@@ -31,7 +31,7 @@ from proxy.providers import provider_kind
 from proxy.providers.anthropic import PROVIDER as KIND
 from proxy.providers.anthropic import build_request
 from proxy.wire.sse import SSEDecoder
-from tests.support import CTX, FIXTURES, assert_same_every_split, splits
+from tests.support import CTX, FIXTURES, assert_same_every_split, relayed_every_split
 
 
 def translate_response(body: bytes, ctx: StreamContext) -> bytes:
@@ -103,26 +103,10 @@ def load(case: str) -> bytes:
     return raw
 
 
-def run_all(ctx: StreamContext, parts: list[bytes]) -> bytes:
-    """What the relay writes: the frames, and after a failure the frames before it and its error frame."""
-    translator = AnthropicStream(ChatEncoder(ctx))
-    out: list[bytes] = []
-    try:
-        for part in parts:
-            out.append(translator.feed(part))
-        out.append(translator.finish())
-    except StreamError as exc:
-        out.append(exc.output + error_frame(exc))
-    return b"".join(out)
-
-
 def golden(case: str) -> bytes:
     ctx, data = CASES[case], load(case)
     if case in FAILURES:
-        results = {name: run_all(ctx, parts) for name, parts in splits(data)}
-        for name, out in results.items():
-            assert out == results["whole"], f"output differs when the input is fed {name}"
-        return results["whole"]
+        return relayed_every_split(lambda: AnthropicStream(ChatEncoder(ctx)), data, lambda _, exc: error_frame(exc))
     return assert_same_every_split(lambda: AnthropicStream(ChatEncoder(ctx)), data)
 
 

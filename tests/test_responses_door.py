@@ -46,7 +46,7 @@ from proxy.wire.sse import SSEDecoder
 from tests import test_anthropic as anthropic_cases
 from tests import test_gemini as gemini_cases
 from tests import test_openai_decode as chat_cases
-from tests.support import FIXTURES, splits
+from tests.support import FIXTURES, relayed_every_split
 
 DIR = FIXTURES / "responses_door"
 CTX = StreamContext(id="resp_test", created=1700000000, model="test-model", call_id_prefix="test")
@@ -78,28 +78,17 @@ FAILING = sorted(case for case, (_, _, fails) in SOURCES.items() if fails)
 PASSING = sorted(case for case, (_, _, fails) in SOURCES.items() if not fails)
 
 
-def run_all(make: Factory, parts: list[bytes]) -> bytes:
-    """What the relay writes: the events, and after a failure the events before it and the failure."""
-    decoder = make()
-    out: list[bytes] = []
-    try:
-        for part in parts:
-            out.append(decoder.feed(part))
-        out.append(decoder.finish())
-    except StreamError as exc:
-        encoder = decoder._enc  # type: ignore[attr-defined]
-        out.append(exc.output + encoder.error_frame(exc))
-    return b"".join(out)
+def relay_error(decoder: StreamDecoder, exc: StreamError) -> bytes:
+    """The front door's error event, as the relay writes it: the encoder's, which continues its
+    sequence numbers."""
+    frame: bytes = decoder._enc.error_frame(exc)  # type: ignore[attr-defined]
+    return frame
 
 
 def golden(case: str) -> bytes:
     """The case's output, the same whether its input is fed whole, byte by byte or in random splits."""
     make, load, _ = SOURCES[case]
-    data = load()
-    results = {name: run_all(make, parts) for name, parts in splits(data)}
-    for name, out in results.items():
-        assert out == results["whole"], f"output differs when the input is fed {name}"
-    return results["whole"]
+    return relayed_every_split(make, load(), relay_error)
 
 
 # --------------------------------------------------------------------------------------------
